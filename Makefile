@@ -1,0 +1,27 @@
+# Two entry points do all set-up on a fresh machine: `make demo` (the main job) and `make test` (the suite).
+# Both create .venv on first use and reinstall only when pyproject.toml changes.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test verify clean-venv
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -e ".[test]"
+	touch $(STAMP)
+
+# Train spleen-fast-train on its embedded synthetic phantoms, evaluate, export TorchScript, print the results.
+demo: $(STAMP)
+	$(BIN)/python tools/run_demo.py
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q tests
+
+verify: $(STAMP)
+	$(BIN)/python tools/verify.py --all --schema ../shared/schemas/meta_schema_20240725.json
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,1 @@
+"""Losses shared between the bundles of this collection."""

@@ -1,0 +1,1 @@
+"""Metrics shared between the bundles of this collection."""

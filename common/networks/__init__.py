@@ -1,0 +1,1 @@
+"""Networks shared between the bundles of this collection."""
