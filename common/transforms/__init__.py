@@ -1,5 +1,5 @@
 """MONAI-style transforms the bundles need beyond MONAI's own."""
 
-from .io import AtomicNibabelWriter, CheckedLoadImaged
+from .io import AtomicNibabelWriter, CheckedLoadImaged, LoadOriginald
 
-__all__ = ["AtomicNibabelWriter", "CheckedLoadImaged"]
+__all__ = ["AtomicNibabelWriter", "CheckedLoadImaged", "LoadOriginald"]

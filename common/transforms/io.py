@@ -10,11 +10,11 @@ from typing import Any
 
 import numpy as np
 from monai.data import NibabelWriter
-from monai.transforms import LoadImaged
+from monai.transforms import LoadImaged, MapTransform
 
 from common.data.checks import InputDataError, check_array, check_label_values
 
-__all__ = ["CheckedLoadImaged", "AtomicNibabelWriter"]
+__all__ = ["CheckedLoadImaged", "AtomicNibabelWriter", "LoadOriginald"]
 
 
 class CheckedLoadImaged(LoadImaged):
@@ -83,6 +83,35 @@ class CheckedLoadImaged(LoadImaged):
             except Exception:
                 return src
         return next(iter(sources.values()), "<unknown input>")
+
+
+class LoadOriginald(MapTransform):
+    """Replace each key's (resampled) data with the file it was loaded from, read again in its own space.
+
+    Used in evaluation so a metric compares the inverted prediction with the original label voxel for voxel,
+    instead of with a label that went through resampling and back. The source file is taken from the key's
+    ``filename_or_obj`` metadata.
+
+    Args:
+        keys: keys whose data are MetaTensors loaded from files.
+        kwargs: passed to :class:`CheckedLoadImaged` (e.g. ``label_values``).
+    """
+
+    def __init__(self, keys: Sequence[str] | str, **kwargs: Any) -> None:
+        super().__init__(keys)
+        kwargs.setdefault("ensure_channel_first", True)
+        kwargs.setdefault("image_only", True)
+        self._kwargs = kwargs
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            source = getattr(d[key], "meta", {}).get("filename_or_obj")
+            if not source:
+                raise ValueError(f"LoadOriginald: '{key}' carries no filename_or_obj metadata to reload from")
+            loader = CheckedLoadImaged(keys=key, label_keys=key, **self._kwargs)
+            d[key] = loader({key: source})[key]
+        return d
 
 
 class AtomicNibabelWriter(NibabelWriter):
