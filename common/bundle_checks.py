@@ -360,12 +360,16 @@ def _parse_only_workflow(ctx: BundleContext, config: Path, workflow_type: str) -
                 raise AttributeError(f"config id '{prop_id}' of property '{name}' not found")
             return self.parser[prop_id]
 
-    return ParseOnlyConfigWorkflow(
+    wf = ParseOnlyConfigWorkflow(
         config_file=str(config),
         meta_file=str(ctx.meta_file),
         logging_file=str(_need(ctx.logging_file, ctx)),
         workflow_type=workflow_type,
     )
+    # parse() (what initialize() does before running expressions) only builds the reference table and
+    # normalises ids ("#" to MONAI 1.6's "::"), which the optional-id comparison of check_properties relies on.
+    wf.parser.parse(reset=True)
+    return wf
 
 
 def _check_workflow(ctx: BundleContext, config: Path, workflow_type: str) -> str:
