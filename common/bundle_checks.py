@@ -59,12 +59,11 @@ PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"
 TS_RTOL, TS_ATOL = 1e-4, 1e-5
 ONNX_RTOL, ONNX_ATOL = 1e-3, 1e-4
 
-#: Transforms ignored when comparing train and inference preprocessing: they read files, move or retype
-#: tensors, crop to the foreground or precompute sampling indices, so they do not change the voxel values and
-#: spacing the network sees. Inference may legitimately differ there (e.g. a DICOM reader, no foreground crop).
+#: Transforms ignored when comparing train and inference preprocessing (matched by class, subclasses included):
+#: they move or retype tensors, crop to the foreground or precompute sampling indices, so they do not change the
+#: voxel values and spacing the network sees. Inference may legitimately differ there (e.g. no foreground crop).
 PREPROCESSING_IGNORED: frozenset[str] = frozenset(
     {
-        "LoadImaged",
         "EnsureTyped",
         "ToTensord",
         "ToDeviced",
@@ -78,6 +77,10 @@ PREPROCESSING_IGNORED: frozenset[str] = frozenset(
         "Identityd",
     }
 )
+
+#: Loaders (``LoadImaged`` and subclasses) are compared on these arguments only: the reader (NIfTI for training,
+#: DICOM allowed at inference) and input validation may differ, channel handling and dtype may not.
+LOADER_COMPARED_ARGS: tuple[str, ...] = ("ensure_channel_first", "dtype")
 
 #: Dictionary-transform arguments that hold one value per key: projected onto the image keys before comparing.
 PER_KEY_ARGS: frozenset[str] = frozenset(
@@ -115,6 +118,7 @@ class BundleContext:
     workdir: Path
     schema: Path | None = None
     device: str = "cpu"
+    planned: frozenset[str] = frozenset()  # names of the checks this run will do
     _cache: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -480,9 +484,9 @@ def _diff(a: Any, b: Any, path: str = "") -> list[str]:
     return [] if a == b else [f"{path or '<value>'}: {a!r} != {b!r}"]
 
 
-def _resolved_config(parser: Any, id_: str) -> Any:
-    """Config content of ``id_`` with ``@`` references replaced by the referenced content, without
-    instantiating components or evaluating expressions (so nothing is built, read or run)."""
+def _resolved_config(ctx: BundleContext, config: Path, id_: str) -> Any:
+    """Config content of ``id_`` with ``@`` references replaced by the referenced content and expressions
+    evaluated, without instantiating components (so no network, dataset or reader is built)."""
     from monai.bundle.config_item import ConfigItem
 
     def unwrap(x: Any) -> Any:
@@ -495,9 +499,17 @@ def _resolved_config(parser: Any, id_: str) -> Any:
             return [unwrap(v) for v in x]
         return x
 
+    parser = _parser(ctx, _need(config, ctx))
     if id_ not in parser:
-        raise CheckFailed(f"config id '{id_}' not found")
-    return unwrap(parser.get_parsed_content(id_, instantiate=False, eval_expr=False))
+        raise CheckFailed(f"config id '{id_}' not found in {config.name}")
+    try:
+        # evaluated, so "$@hu_window[0]" compares by value: same text over different hyper-parameters is drift
+        return unwrap(parser.get_parsed_content(id_, instantiate=False, eval_expr=True))
+    except Exception:
+        # an expression that needs a built component: compare it as written
+        # (on a fresh parser: the failed attempt may have cached half-resolved content)
+        parser = _parser(ctx, config)
+        return unwrap(parser.get_parsed_content(id_, instantiate=False, eval_expr=False))
 
 
 def _summarise(diffs: list[str], n: int = 3) -> str:
@@ -513,8 +525,8 @@ def check_network_consistency(ctx: BundleContext) -> str:
     if not ctx.train_file.is_file():
         raise CheckSkipped("no configs/train.json")
     with _bundle_on_path(ctx.bundle_dir):
-        train = _normalise_component(_resolved_config(_parser(ctx, ctx.train_file), "network_def"))
-        infer = _normalise_component(_resolved_config(_parser(ctx, _need(ctx.inference_file, ctx)), "network_def"))
+        train = _normalise_component(_resolved_config(ctx, ctx.train_file, "network_def"))
+        infer = _normalise_component(_resolved_config(ctx, ctx.inference_file, "network_def"))
     diffs = _diff(train, infer, "network_def")
     if diffs:
         raise CheckFailed(f"network_def differs (train != inference): {_summarise(diffs)}")
@@ -522,9 +534,9 @@ def check_network_consistency(ctx: BundleContext) -> str:
     return f"network_def identical ({target.rsplit('.', 1)[-1]})"
 
 
-def _transform_list(parser: Any, id_: str) -> list[Any]:
+def _transform_list(ctx: BundleContext, config: Path, id_: str) -> list[Any]:
     """The list of transforms at ``id_``: the id may hold the list, or a Compose whose ``transforms`` is it."""
-    content = _resolved_config(parser, id_)
+    content = _resolved_config(ctx, config, id_)
     if isinstance(content, dict) and "transforms" in content:
         content = content["transforms"]
     if not isinstance(content, list):
@@ -537,16 +549,27 @@ def _keys_of(t: dict) -> list[str]:
     return [keys] if isinstance(keys, str) else list(keys) if isinstance(keys, (list, tuple)) else []
 
 
+def _class_names(target: str) -> set[str]:
+    """Names of the class ``target`` and its bases (just the short name when it cannot be imported)."""
+    obj = None
+    with contextlib.suppress(Exception):
+        obj = _locate(target)
+    if isinstance(obj, type):
+        return {c.__name__ for c in obj.__mro__}
+    return {target.rsplit(".", 1)[-1]}
+
+
 def _project(transforms: list[Any], image_keys: set[str]) -> list[Any]:
     """The image part of a transform list: transforms not touching the image keys dropped, per-key arguments
-    reduced to the image keys' values, ignored transform types (:data:`PREPROCESSING_IGNORED`) dropped."""
+    reduced to the image keys' values, ignored transforms (:data:`PREPROCESSING_IGNORED`) dropped and loaders
+    reduced to :data:`LOADER_COMPARED_ARGS`."""
     out: list[Any] = []
     for t in transforms:
         if not isinstance(t, dict) or "_target_" not in t:
             out.append(t)  # an expression: compared as written
             continue
-        short = str(t["_target_"]).rsplit(".", 1)[-1]
-        if short in PREPROCESSING_IGNORED:
+        classes = _class_names(str(t["_target_"]))
+        if classes & PREPROCESSING_IGNORED:
             continue
         keys = _keys_of(t)
         if "keys" in t:
@@ -555,7 +578,10 @@ def _project(transforms: list[Any], image_keys: set[str]) -> list[Any]:
                 continue  # label-only transform
         else:
             idx = []
-        p = {k: v for k, v in t.items() if k not in ("keys", "allow_missing_keys")}
+        if "LoadImaged" in classes:
+            p = {"_target_": "LoadImaged", **{a: t[a] for a in LOADER_COMPARED_ARGS if a in t}}
+        else:
+            p = {k: v for k, v in t.items() if k not in ("keys", "allow_missing_keys")}
         for arg in PER_KEY_ARGS & p.keys():
             v = p[arg]
             if isinstance(v, (list, tuple)) and len(v) == len(keys) and len(keys) > 0:
@@ -579,8 +605,8 @@ def check_preprocessing_consistency(ctx: BundleContext) -> str:
     if not ctx.train_file.is_file():
         raise CheckSkipped("no configs/train.json")
     with _bundle_on_path(ctx.bundle_dir):
-        train_all = _transform_list(_parser(ctx, ctx.train_file), "train#deterministic_transforms")
-        infer_all = _transform_list(_parser(ctx, _need(ctx.inference_file, ctx)), "preprocessing")
+        train_all = _transform_list(ctx, ctx.train_file, "train#deterministic_transforms")
+        infer_all = _transform_list(ctx, ctx.inference_file, "preprocessing")
         image_keys = {k for t in infer_all if isinstance(t, dict) for k in _keys_of(t)}
         if not image_keys:
             raise CheckFailed("inference preprocessing names no keys: cannot tell which key is the image")
@@ -665,16 +691,45 @@ def _eager_net_and_checkpoint(ctx: BundleContext) -> tuple[Any, Path, str, str]:
     return ctx._cache["eager"]
 
 
-def _run_bundle_cli(ctx: BundleContext, args: Sequence[str], timeout: int = 900) -> subprocess.CompletedProcess:
-    """``python -m monai.bundle ARGS`` with the repo and bundle importable, run in the workdir."""
-    return subprocess.run(
+def _start_bundle_cli(ctx: BundleContext, tag: str, args: Sequence[str]) -> None:
+    """Start ``python -m monai.bundle ARGS`` in the background (repo and bundle importable, cwd = workdir);
+    :func:`_finish_bundle_cli` collects it. Most of an export's time is importing MONAI, so the TorchScript and
+    ONNX exports overlap."""
+    log = open(ctx.workdir / f"{tag}.log", "w")  # a file, not a pipe: a chatty exporter cannot block on it
+    proc = subprocess.Popen(
         [sys.executable, "-m", "monai.bundle", *args],
         cwd=ctx.workdir,
         env=_subprocess_env(ctx.bundle_dir),
-        capture_output=True,
+        stdout=log,
+        stderr=subprocess.STDOUT,
         text=True,
-        timeout=timeout,
     )
+    ctx._cache[f"proc:{tag}"] = (proc, log)
+
+
+def _finish_bundle_cli(ctx: BundleContext, tag: str, timeout: float = 900) -> tuple[int, str]:
+    """Wait for the background command ``tag``; its exit status and output."""
+    proc, log = ctx._cache.pop(f"proc:{tag}")
+    try:
+        rc = proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        rc = -9
+    finally:
+        log.close()
+    output = (ctx.workdir / f"{tag}.log").read_text(errors="replace")
+    return rc, output + (f"\nTimeoutError: {tag} took more than {timeout:.0f} s" if rc == -9 else "")
+
+
+def _stop_background(ctx: BundleContext) -> None:
+    """Kill background commands a failed check left running (only this run's own children)."""
+    for key in [k for k in ctx._cache if k.startswith("proc:")]:
+        proc, log = ctx._cache.pop(key)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
 
 
 def _compare(name: str, got: Any, want: Any, rtol: float, atol: float) -> str:
@@ -704,18 +759,19 @@ def check_torchscript_export(ctx: BundleContext) -> str:
     net, ckpt, key, source = _eager_net_and_checkpoint(ctx)
     shape, dtype = _input_shape(ctx)
     out = ctx.workdir / "model.ts"
-    proc = _run_bundle_cli(ctx, ["ckpt_export", *_export_args(ctx, out, ckpt, key)])
+    _start_bundle_cli(ctx, "ts", ["ckpt_export", *_export_args(ctx, out, ckpt, key)])
+    if "onnx_export" in ctx.planned and "proc:onnx" not in ctx._cache:
+        _start_bundle_cli(ctx, "onnx", ["onnx_export", *_export_args(ctx, ctx.workdir / "model.onnx", ckpt, key)])
+    rc, output = _finish_bundle_cli(ctx, "ts")
     mode = "scripted"
-    if proc.returncode != 0 or not out.is_file():
-        script_error = _last_error_line(proc.stdout + proc.stderr)
+    if rc != 0 or not out.is_file():
+        script_error = _last_error_line(output)
         shape_arg = "[" + ",".join(map(str, shape)) + "]"
-        proc = _run_bundle_cli(
-            ctx, ["ckpt_export", *_export_args(ctx, out, ckpt, key), "--use_trace", "True", "--input_shape", shape_arg]
-        )
-        if proc.returncode != 0 or not out.is_file():
-            raise CheckFailed(
-                f"ckpt_export failed: script: {script_error}; trace: {_last_error_line(proc.stdout + proc.stderr)}"
-            )
+        trace_args = ["--use_trace", "True", "--input_shape", shape_arg]
+        _start_bundle_cli(ctx, "ts_trace", ["ckpt_export", *_export_args(ctx, out, ckpt, key), *trace_args])
+        rc, output = _finish_bundle_cli(ctx, "ts_trace")
+        if rc != 0 or not out.is_file():
+            raise CheckFailed(f"ckpt_export failed: script: {script_error}; trace: {_last_error_line(output)}")
         mode = f"traced at {list(shape)} (script failed: {_one_line(script_error, 80)})"
     ts = torch.jit.load(str(out), map_location="cpu")
     ts.eval()
@@ -734,9 +790,11 @@ def check_onnx_export(ctx: BundleContext) -> str:
     net, ckpt, key, source = _eager_net_and_checkpoint(ctx)
     shape, dtype = _input_shape(ctx)
     out = ctx.workdir / "model.onnx"
-    proc = _run_bundle_cli(ctx, ["onnx_export", *_export_args(ctx, out, ckpt, key)])
-    if proc.returncode != 0 or not out.is_file():
-        raise CheckFailed(f"onnx_export failed: {_last_error_line(proc.stdout + proc.stderr)}")
+    if "proc:onnx" not in ctx._cache:  # not already started beside the TorchScript export
+        _start_bundle_cli(ctx, "onnx", ["onnx_export", *_export_args(ctx, out, ckpt, key)])
+    rc, output = _finish_bundle_cli(ctx, "onnx")
+    if rc != 0 or not out.is_file():
+        raise CheckFailed(f"onnx_export failed: {_last_error_line(output)}")
     try:
         import onnxruntime as ort
     except ImportError as e:
@@ -860,12 +918,16 @@ def verify_bundle(
             workdir=Path(tmp),
             schema=Path(schema).resolve() if schema is not None else None,
             device=device,
+            planned=frozenset(names),
         )
-        for name in names:
-            result = run_check(name, ctx)
-            results.append(result)
-            if on_result is not None:
-                on_result(result)
+        try:
+            for name in names:
+                result = run_check(name, ctx)
+                results.append(result)
+                if on_result is not None:
+                    on_result(result)
+        finally:
+            _stop_background(ctx)
     return results
 
 
