@@ -1,0 +1,618 @@
+"""Procedural abdominal anatomy painted onto a Canvas (tissue ids + BTCV labels).
+
+Frame (mm): x towards the patient's right, y anterior, z superior (the RAS+ axes); origin at the centre of the
+vertebral bodies at the height of the right diaphragm dome. Placement follows standard anatomy texts (Gray's
+Anatomy; Webb/Brant/Major, Fundamentals of Body CT): liver in the right upper quadrant under the right dome,
+spleen posterolateral under the left dome, kidneys T12-L3 beside the psoas with the right one 1-2 cm lower, aorta
+left-anterior of the spine, IVC to its right, pancreas across the midline in front of the splenic vein, gallbladder
+under segments IV/V, adrenals above-medial to the upper renal poles, esophagus left-anterior of the aorta.
+
+Painting order sets priority (``Canvas.paint`` with an ``allowed`` set): body layers, skeleton and muscles, vessels,
+small organs, kidneys, spleen, stomach, liver last (it fills the space left, like a real liver moulds around its
+neighbours), then bowel into the remaining visceral fat. Labelled organs therefore never overlap.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from .appearance import T
+from .canvas import Canvas, SmoothField, allowed_lut, ellipsoid_f, rotation_from_axes, smooth_union
+
+__all__ = ["BTCV_LABELS", "sample_patient", "paint_patient", "ORGAN_NAMES"]
+
+BTCV_LABELS: dict[int, str] = {
+    0: "background", 1: "spleen", 2: "right_kidney", 3: "left_kidney", 4: "gallbladder", 5: "esophagus",
+    6: "liver", 7: "stomach", 8: "aorta", 9: "inferior_vena_cava", 10: "portal_and_splenic_veins",
+    11: "pancreas", 12: "right_adrenal_gland", 13: "left_adrenal_gland",
+}
+ORGAN_NAMES = {v: k for k, v in BTCV_LABELS.items()}
+
+F32 = np.float32
+FREE = allowed_lut([T.FAT_VISC])
+FREE_THORAX = allowed_lut([T.FAT_VISC, T.LUNG, T.MED_FAT, T.MUSCLE])
+SOFT = allowed_lut([T.FAT_VISC, T.LUNG, T.MED_FAT, T.MUSCLE, T.FAT_SC])
+
+
+def _n(rng: np.random.Generator, sd: float) -> float:
+    return float(rng.normal(0.0, sd))
+
+
+def sample_patient(rng: np.random.Generator) -> dict:
+    """Draw one 'patient': body habitus, organ sizes and positions, shape perturbation fields.
+
+    All randomness of the anatomy happens here so that it does not depend on the voxel grid.
+    """
+    p: dict = {}
+    h = float(np.clip(rng.normal(1.0, 0.06), 0.88, 1.12))    # craniocaudal scale
+    w = float(np.clip(rng.normal(1.0, 0.06), 0.88, 1.14))    # skeletal frame width
+    v = float(rng.beta(2.0, 2.5))                             # visceral fat, 0 lean .. 1 obese
+    fat = float(np.clip(rng.lognormal(np.log(10 + 22 * v), 0.35), 4.0, 60.0))  # subcutaneous fat (mm)
+    p.update(h=h, w=w, visceral=v, fat_sc=fat)
+    # cavity (inside the muscular wall) keyframes along z
+    zk = np.array([110.0, 0.0, -70.0, -140.0, -210.0, -280.0, -380.0]) * h
+    a = w * np.array([125, 133, 136, 132, 130, 140, 132]) + v * np.array([10, 22, 32, 40, 44, 42, 34])
+    ya = w * np.array([92, 100, 104, 100, 96, 92, 84]) + v * np.array([10, 25, 45, 62, 66, 55, 40])
+    p["cavity_keys"] = (zk, a * (1 + _n(rng, 0.03)), ya * (1 + _n(rng, 0.04)), -80.0 * w)
+    p["wall_mm"] = float(rng.uniform(8, 15))
+    p["fat_phase"] = float(rng.uniform(0, 2 * np.pi))
+    # diaphragm domes
+    p["dome_left_z"] = -float(rng.uniform(5, 25)) * h
+    p["dome_rc"] = float(rng.uniform(90, 120)) * w
+    # skeleton
+    p["z_l1"] = (-85.0 + _n(rng, 8)) * h
+    p["level_h"] = 33.0 * h
+    p["vb_lat"], p["vb_ap"] = 18.0 * w, 15.0 * w
+    p["bone_age"] = float(rng.uniform(0.0, 1.0))
+    # organ sizes
+    vs = float(np.clip(rng.lognormal(np.log(185.0), 0.42), 80.0, 450.0))
+    p["spleen_target_ml"] = vs
+    p["s_spleen"] = (vs / 150.0) ** (1 / 3)
+    p["s_liver"] = float(np.clip(rng.normal(1.0, 0.07), 0.85, 1.18))
+    p["s_kidney"] = (float(np.clip(rng.normal(1.0, 0.07), 0.85, 1.2)), float(np.clip(rng.normal(1.0, 0.07), 0.85, 1.2)))
+    p["s_gb"] = float(rng.uniform(0.7, 1.3))
+    p["gb_present"] = bool(rng.uniform() > 0.06)     # cholecystectomy
+    p["s_stomach"] = float(rng.uniform(0.75, 1.25))
+    p["stomach_gas_y"] = float(rng.uniform(5, 80))
+    p["stomach_content"] = str(rng.choice(["fluid", "fluid", "food", "contrast"]))
+    p["s_aorta"] = float(np.clip(rng.normal(1.0, 0.08), 0.85, 1.25))
+    p["s_ivc"] = float(rng.uniform(0.8, 1.2))
+    p["s_pancreas"] = float(rng.uniform(0.8, 1.2))
+    p["pancreas_fat"] = float(rng.uniform(0.0, 1.0))
+    p["oral_contrast"] = bool(rng.uniform() < 0.3)
+    p["colon_stool"] = float(rng.uniform(0.0, 0.8))
+    # position jitter (mm)
+    p["j"] = {k: np.array([_n(rng, 5), _n(rng, 5), _n(rng, 7)]) for k in
+              ("liver", "spleen", "lk", "rk", "gb", "stomach", "pancreas", "ladr", "radr", "colon", "heart")}
+    # shape perturbation and pattern fields
+    p["f_liver"] = SmoothField(rng, (60, 160))
+    p["f_liver2"] = SmoothField(rng, (20, 50))
+    p["f_spleen"] = SmoothField(rng, (40, 110))
+    p["f_spleen_pat"] = SmoothField(rng, (7, 16))
+    p["f_kidney"] = SmoothField(rng, (35, 90))
+    p["f_pancreas"] = SmoothField(rng, (10, 25))
+    p["f_pfat"] = SmoothField(rng, (5, 12))
+    p["f_stomach"] = SmoothField(rng, (30, 80))
+    p["f_bowel"] = SmoothField(rng, (28, 70), n_modes=24)
+    p["f_bowel2"] = SmoothField(rng, (30, 80), n_modes=16)
+    p["f_stool"] = SmoothField(rng, (6, 18))
+    p["f_tex"] = SmoothField(rng, (5, 30), n_modes=16)
+    p["f_fat"] = SmoothField(rng, (80, 200), n_modes=8)
+    p["spleen_R_jit"] = rng.normal(0, 0.12, size=3)
+    p["kidney_R_jit"] = rng.normal(0, 0.08, size=(2, 3))
+    p["esophagus_gas"] = bool(rng.uniform() < 0.4)
+    return p
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# body wall, thorax, table
+# ---------------------------------------------------------------------------------------------------------------
+
+def _cavity_sdf_2d(X: np.ndarray, Y: np.ndarray, a: float, ya: float, yp: float, spacing: tuple[float, float]) -> np.ndarray:
+    """Signed distance (mm, positive inside) to a superellipse cavity cross-section with a flattened back."""
+    y0 = yp + 0.42 * (ya - yp)
+    yy = Y - y0
+    b = np.where(yy >= 0, ya - y0, y0 - yp)
+    pw = np.where(yy >= 0, 2.3, 3.4)
+    inside = (np.abs(X) / a) ** pw + (np.abs(yy) / b) ** pw <= 1.0
+    din = ndimage.distance_transform_edt(inside, sampling=spacing)
+    dout = ndimage.distance_transform_edt(~inside, sampling=spacing)
+    return (din - dout).astype(F32)
+
+
+def paint_body(cv: Canvas, p: dict) -> dict:
+    """Body outline, skin, subcutaneous fat, abdominal wall, thorax (lungs, diaphragm, heart), table."""
+    xs, ys, zs = cv.xs, cv.ys, cv.zs
+    X2, Y2 = np.meshgrid(xs, ys, indexing="ij")
+    sp = (float(xs[1] - xs[0]), float(ys[1] - ys[0]))
+    zk, ak, yak, yp = p["cavity_keys"]
+    S_keys = np.stack([_cavity_sdf_2d(X2, Y2, ak[i], yak[i], yp, sp) for i in range(len(zk))])
+    # linear interpolation between keyframes along z as one matrix product
+    order = np.argsort(zk)
+    zk_s = zk[order]
+    W = np.zeros((len(zk), len(zs)), F32)
+    zc = np.clip(zs, zk_s[0], zk_s[-1])
+    i1 = np.clip(np.searchsorted(zk_s, zc), 1, len(zk_s) - 1)
+    t = (zc - zk_s[i1 - 1]) / (zk_s[i1] - zk_s[i1 - 1])
+    W[order[i1 - 1], np.arange(len(zs))] = 1 - t
+    W[order[i1], np.arange(len(zs))] += t
+    nx, ny = X2.shape
+    S = (S_keys.reshape(len(zk), -1).T @ W).reshape(nx, ny, len(zs))
+    # fat and wall thickness vary around the circumference (thicker flanks/back, belly in the lower abdomen)
+    ang = np.arctan2(Y2 + 20.0, X2)
+    fat2 = p["fat_sc"] * (1.0 + 0.25 * np.cos(2 * ang + p["fat_phase"]) + 0.25 * np.sin(ang) ** 2).astype(F32)
+    wall2 = (p["wall_mm"] * (0.55 + 0.6 * np.abs(np.cos(ang)))).astype(F32)
+    wall2 = np.where(Y2 < -40, np.minimum(wall2, 6.0), wall2).astype(F32)
+    fz = (1.0 + 0.25 * np.clip((-zs - 80) / 150, 0, 1)).astype(F32)
+    thr = -(wall2[:, :, None] + fat2[:, :, None] * fz[None, None, :])
+    lev = (S > thr).astype(np.uint8)
+    lev += S > thr + 2.0
+    lev += S > -wall2[:, :, None]
+    lev += S > 0
+    lut = np.array([T.AIR, T.SKIN, T.FAT_SC, T.MUSCLE, T.FAT_VISC], np.uint8)
+    cv.tis[:] = lut[lev]
+    del lev, thr
+    # diaphragm domes: lungs above, abdomen below
+    h, w = p["h"], p["w"]
+
+    def dome(cx, cy, ztop):
+        dy = Y2 - cy
+        r2 = (X2 - cx) ** 2 + (dy * np.where(dy < 0, 1.35, 0.9)) ** 2
+        return ztop - r2 / (2 * p["dome_rc"])
+
+    zd = np.maximum(dome(55 * w, 0.0, 0.0), dome(-55 * w, -5.0, p["dome_left_z"]))
+    zd = np.maximum(zd, -110 * h).astype(F32)
+    kz = np.nonzero(zs > zd.min() - 6)[0]
+    if len(kz):
+        sl = (slice(None), slice(None), slice(kz[0], None))
+        Z = zs[sl[2]][None, None, :]
+        t = cv.tis[sl]
+        vis = t == T.FAT_VISC
+        t[vis & (Z > zd[:, :, None])] = T.LUNG
+        t[vis & (Z > zd[:, :, None] - 5.0) & (Z <= zd[:, :, None])] = T.MUSCLE
+    # heart on the central tendon, pericardial fat around it
+    c = np.array([-25 * w, 50.0, 42 * h]) + p["j"]["heart"]
+    bx = cv.box(c - 75, c + 75)
+    if bx is not None:
+        sl, X, Y, Z = bx
+        f = ellipsoid_f(X, Y, Z, c, (70, 55, 60))
+        cv.paint(sl, f > -6, T.MED_FAT, None, allowed_lut([T.LUNG]))
+        cv.paint(sl, f > 0, T.MYOCARDIUM, None, allowed_lut([T.MED_FAT]))
+        cv.paint(sl, f > 10, T.BLOOD_HEART, None, allowed_lut([T.MYOCARDIUM]))
+    # CT table under the back: thin dense shells around a foam core
+    body = S[:, :, S.shape[2] // 2] > -(wall2 + fat2)
+    yb = ys[np.nonzero(body.any(axis=0))[0][0]] if body.any() else ys[0]
+    yt = (yb - 2.0 + 0.0012 * X2 ** 2).astype(F32)
+    d = yt - Y2
+    table = np.where((d >= 0) & (d < 3), T.TABLE_SHELL, np.where((d >= 3) & (d < 35), T.TABLE_CORE,
+                     np.where((d >= 35) & (d < 38), T.TABLE_SHELL, 255)))
+    table = np.where(np.abs(X2) < 230, table, 255).astype(np.uint8)
+    m = table != 255
+    tt = cv.tis
+    for k in range(tt.shape[2]):
+        sk = tt[:, :, k]
+        sk[m & (sk == T.AIR)] = table[m & (sk == T.AIR)]
+    return {"S": S, "zd": zd, "ang": ang, "wall2": wall2}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# skeleton and muscles
+# ---------------------------------------------------------------------------------------------------------------
+
+def _vertical(cv: Canvas, z_lo: float, z_hi: float, cx, cy, rx, ry, tissue: int, allowed=SOFT,
+              shell: float = 0.0, inner: int | None = None) -> None:
+    """Paint an elliptic cylinder whose centre/radii are functions of z (callables), within [z_lo, z_hi]."""
+    zsel = np.nonzero((cv.zs >= z_lo) & (cv.zs <= z_hi))[0]
+    if not len(zsel):
+        return
+    zz = cv.zs[zsel]
+    CX, CY, RX, RY = (np.asarray(f(zz), F32) for f in (cx, cy, rx, ry))
+    lo = [float((CX - RX).min()), float((CY - RY).min()), float(zz.min())]
+    hi = [float((CX + RX).max()), float((CY + RY).max()), float(zz.max())]
+    bx = cv.box(lo, hi)
+    if bx is None:
+        return
+    sl, X, Y, Z = bx
+    k0 = sl[2].start - zsel[0]
+    idx = np.arange(sl[2].start, sl[2].stop) - zsel[0]
+    del k0
+    CX, CY, RX, RY = (a[idx][None, None, :] for a in (CX, CY, RX, RY))
+    q = ((X - CX) / RX) ** 2 + ((Y - CY) / RY) ** 2
+    cv.paint(sl, q < 1, tissue, None, allowed)
+    if inner is not None:
+        qi = ((X - CX) / np.maximum(RX - shell, 1)) ** 2 + ((Y - CY) / np.maximum(RY - shell, 1)) ** 2
+        cv.paint(sl, qi < 1, inner, None, allowed_lut([tissue]))
+
+
+def paint_skeleton(cv: Canvas, p: dict, body: dict) -> None:
+    """Vertebrae (bodies, discs, arches, processes), paraspinal/psoas/quadratus muscles, ribs, pelvis."""
+    h, w = p["h"], p["w"]
+    zl1, lh = p["z_l1"], p["level_h"]
+    vb_lat, vb_ap = p["vb_lat"], p["vb_ap"]
+    xs, ys, zs = cv.xs, cv.ys, cv.zs
+    bone_any = allowed_lut([T.FAT_VISC, T.LUNG, T.MUSCLE, T.FAT_SC, T.MED_FAT])
+    # --- spine, one 2-D section per sub-slice inside the spine's bounding box
+    bx = cv.box((-60 * w, -100 * w, zs.min()), (60 * w, 45.0, zs.max()))
+    sacrum_top = zl1 - 4.6 * lh
+    if bx is not None:
+        sl, X, Y, _ = bx
+        X2, Y2 = X[:, :, 0], Y[:, :, 0]
+        tsub = cv.tis[sl]
+        for k, z in enumerate(zs[sl[2]]):
+            lvl = (zl1 - z) / lh
+            j = np.round(lvl)
+            dz = (lvl - j) * lh
+            grow = np.clip((zl1 - z) / (4 * lh), -1, 1)
+            rl, ra = vb_lat * (1 + 0.22 * grow), vb_ap * (1 + 0.18 * grow)
+            sk = tsub[:, :, k]
+            okk = bone_any[sk]
+            if z < sacrum_top:
+                # sacrum: a broad, posteriorly tilted plate
+                yc = -25.0 - 0.35 * (sacrum_top - z)
+                q = (X2 / (48 * w)) ** 2 + ((Y2 - yc) / 22.0) ** 2
+                sk[(q < 1) & okk] = T.BONE_CORTEX
+                sk[(q < 0.7) & okk] = T.BONE_CANC
+                continue
+            q = (X2 / rl) ** 2 + (Y2 / ra) ** 2
+            if abs(dz) < 0.38 * lh:
+                sk[(q < 1) & okk] = T.BONE_CORTEX
+                qi = (X2 / (rl - 1.5)) ** 2 + (Y2 / (ra - 1.5)) ** 2
+                sk[(qi < 1) & okk] = T.BONE_CANC
+            else:
+                sk[(q < 1) & okk] = T.DISC
+            # neural arch around the canal, processes
+            cy = -ra - 10.0
+            rc = np.hypot(X2, (Y2 - cy) * 1.1)
+            arch = (rc < 17.0) & (rc >= 9.0) & (Y2 < -ra + 2)
+            if abs(dz) < 0.34 * lh:
+                sk[arch & okk] = T.BONE_CORTEX
+            sk[(rc < 9.0) & okk] = T.CSF
+            if abs(dz) < 0.18 * lh and z < zl1 + 0.5 * lh:
+                tp = (np.abs(Y2 - cy - 2) < 5.0) & (np.abs(X2) < 48 * w) & (np.abs(X2) > 10)
+                sk[tp & okk] = T.BONE_CORTEX
+            if -0.45 * lh < dz < 0.15 * lh:
+                spn = (np.abs(X2) < 4.0) & (Y2 < cy - 12) & (Y2 > cy - 48 * w)
+                sk[spn & okk] = T.BONE_CORTEX
+    vb_post = lambda z: np.full_like(z, -vb_ap - 10.0)  # noqa: E731
+    # --- paraspinal muscles (erector spinae + multifidus), both sides
+    for sgn in (1, -1):
+        _vertical(cv, zl1 - 6 * lh, zs.max() + 1, lambda z, s=sgn: s * 30.0 * w + 0 * z,
+                  lambda z: vb_post(z) - 32.0 - 4 * np.clip((zl1 - z) / 100, 0, 1),
+                  lambda z: 25.0 * w + 4 * np.clip((zl1 - z) / 100, 0, 1),
+                  lambda z: 21.0 + 5 * np.clip((zl1 - z) / 100, 0, 1) + 0 * z, T.MUSCLE,
+                  allowed_lut([T.FAT_VISC, T.LUNG, T.FAT_SC, T.MUSCLE]))
+        # psoas: from L1 down, growing, sliding laterally in the pelvis
+        g = lambda z: np.clip((zl1 - z) / (4 * lh), 0, 1)  # noqa: E731
+        _vertical(cv, zl1 - 7.5 * lh, zl1 + 0.3 * lh,
+                  lambda z, s=sgn: s * (vb_lat + 6 + 14 * g(z) + 30 * np.clip((zl1 - 4.5 * lh - z) / 80, 0, 1)),
+                  lambda z: -2.0 + 12 * np.clip((zl1 - 4.5 * lh - z) / 80, 0, 1) + 0 * z,
+                  lambda z: (6 + 14 * g(z)) * w + 0 * z, lambda z: (6 + 12 * g(z)) * w + 0 * z, T.MUSCLE)
+        # quadratus lumborum lateral to the transverse processes
+        _vertical(cv, zl1 - 3.8 * lh, zl1 - 0.4 * lh, lambda z, s=sgn: s * 62.0 * w + 0 * z,
+                  lambda z: -38.0 + 0 * z, lambda z: 17.0 * w + 0 * z, lambda z: 9.0 + 0 * z, T.MUSCLE)
+    # --- ribs 7-12 in the wall ring, sloping down anteriorly; costal cartilage continues the upper ones
+    S, ang_unused, wall2 = body["S"], body["ang"], body["wall2"]
+    del ang_unused
+    X2, Y2 = np.meshgrid(xs, ys, indexing="ij")
+    psi = np.arctan2(Y2 + 15.0, np.abs(X2)) + np.pi / 2   # 0 posterior midline .. pi anterior midline
+    kmid = int(np.argmin(np.abs(zs - (-40 * h))))
+    ring = np.abs(S[:, :, kmid] + wall2 * 0.5) < 6.0
+    ix, iy = np.nonzero(ring)
+    sdist = (S[ix, iy, kmid] + wall2[ix, iy] * 0.5).astype(F32)
+    ps = psi[ix, iy].astype(F32)
+    allow_rib = allowed_lut([T.MUSCLE, T.FAT_SC, T.FAT_VISC, T.LUNG])
+    for r in range(7, 13):
+        zpost = zl1 + (13 - r) * lh + 8.0
+        end = {7: 2.5, 8: 2.45, 9: 2.35, 10: 2.2, 11: 1.75, 12: 1.15}[r]
+        cart = {7: 2.95, 8: 2.85, 9: 2.7, 10: 2.5, 11: 0, 12: 0}[r]
+        on = (ps > 0.45) & (ps < max(end, cart))
+        zc = zpost - 60 * h * np.clip(ps / 2.3, 0, 1) ** 1.3 + np.where(ps > end, 40 * (ps - end), 0)
+        zsel = np.nonzero((zs > zc[on].min() - 7) & (zs < zc[on].max() + 7))[0] if on.any() else []
+        for k in zsel:
+            dzr = (zs[k] - zc) / 5.5
+            q = dzr ** 2 + (sdist / 4.5) ** 2
+            m = on & (q < 1)
+            if not m.any():
+                continue
+            t = cv.tis[ix[m], iy[m], k]
+            ok = allow_rib[t]
+            inner = q[m] < 0.45
+            val = np.where(ps[m] > end, T.CARTILAGE, np.where(inner, T.BONE_CANC, T.BONE_CORTEX)).astype(np.uint8)
+            t = np.where(ok, val, t)
+            cv.tis[ix[m], iy[m], k] = t
+    # --- iliac wings with iliacus inside and gluteal muscles outside
+    z_crest = zl1 - 3.3 * lh
+    for sgn in (1, -1):
+        c2 = (sgn * 48.0 * w, -30.0)
+        zsel = np.nonzero((zs < z_crest) & (zs > z_crest - 120 * h))[0]
+        bx = cv.box((min(sgn * 160 * w, 0), -110, zs.min()), (max(sgn * 160 * w, 0), 80, zs.max()))
+        if bx is None or not len(zsel):
+            continue
+        sl, X, Y, _ = bx
+        Xl, Yl = X[:, :, 0], Y[:, :, 0]
+        rho = np.hypot((Xl - c2[0]) * 1.0, (Yl - c2[1]) * 1.25)
+        th = np.arctan2(Yl - c2[1], sgn * (Xl - c2[0]))
+        sector = (th > -1.3) & (th < 0.9)
+        for k in zsel:
+            if k < sl[2].start or k >= sl[2].stop:
+                continue
+            R = 62 * w + 0.25 * (z_crest - zs[k])
+            sk = cv.tis[sl[0], sl[1], k]
+            ok = allow_rib[sk]
+            band = sector & (np.abs(rho - R) < 4.5)
+            sk[band & ok] = T.BONE_CORTEX
+            sk[sector & (np.abs(rho - R) < 2.5) & ok] = T.BONE_CANC
+            mus = sector & (((rho > R - 22) & (rho < R - 4.5)) | ((rho > R + 4.5) & (rho < R + 30))) & ok
+            sk[mus & (sk != T.BONE_CORTEX) & (sk != T.BONE_CANC)] = T.MUSCLE
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# organs and vessels
+# ---------------------------------------------------------------------------------------------------------------
+
+def _blob(cv: Canvas, parts: list, field=None, amp: float = 0.0, field2=None, amp2: float = 0.0,
+          carve: list | None = None, k: float = 15.0):
+    """Evaluate a smooth union of ellipsoids (c, axes, R) with optional carve-outs and perturbations in its box."""
+    lo = np.min([np.asarray(c) - max(ax) for c, ax, _ in parts], axis=0) - 3 * (amp + amp2)
+    hi = np.max([np.asarray(c) + max(ax) for c, ax, _ in parts], axis=0) + 3 * (amp + amp2)
+    bx = cv.box(lo, hi)
+    if bx is None:
+        return None
+    sl, X, Y, Z = bx
+    f = None
+    for c, ax, R in parts:
+        g = ellipsoid_f(X, Y, Z, c, ax, R)
+        f = g if f is None else smooth_union(f, g, k)
+    for c, ax, R in carve or []:
+        f = np.minimum(f, -ellipsoid_f(X, Y, Z, c, ax, R))
+    if field is not None and amp:
+        f = f + F32(amp) * cv.field_in(field, sl)
+    if field2 is not None and amp2:
+        f = f + F32(amp2) * cv.field_in(field2, sl)
+    return sl, X, Y, Z, f
+
+
+def paint_organs(cv: Canvas, p: dict, body: dict) -> dict:
+    """Vessels, organs and bowel, in priority order. Returns landmark positions used by the lesion painter."""
+    h, w, J = p["h"], p["w"], p["j"]
+    vb_ap = p["vb_ap"]
+    zl1 = p["z_l1"]
+    vessel_ok = allowed_lut([T.FAT_VISC, T.LUNG, T.MED_FAT, T.MUSCLE])
+    # mediastinal fat sleeve for the thoracic aorta and esophagus
+    cv.tube([(-14 * w, 28, 160), (-14 * w, 28, 40 * h), (-14 * w, 28, -10 * h)], 26, T.MED_FAT, None,
+            allowed_lut([T.LUNG]))
+    # --- aorta and arteries
+    sa = p["s_aorta"]
+    ra = np.array([13.0, 12.5, 11.5, 10.5, 9.0]) * sa
+    ay = vb_ap + ra + 2
+    aorta = [(-18 * w, ay[0] - 6, 170.0), (-16 * w, ay[1] - 4, 40 * h), (-13 * w, ay[2], -40 * h),
+             (-11 * w, ay[3], zl1 - 0.8 * p["level_h"]), (-9 * w, ay[4], zl1 - 3.6 * p["level_h"])]
+    cv.tube(aorta, ra, T.AORTA, 8, vessel_ok)
+    bif = np.array(aorta[-1])
+    for s in (1, -1):
+        cv.tube([bif, bif + (s * 28 * w, -6, -45 * h), bif + (s * 55 * w, 2, -100 * h)], [8 * sa, 7 * sa, 6.5 * sa],
+                T.ARTERY, None, vessel_ok)
+    z_cel, z_sma, z_ren = zl1 + 0.5 * p["level_h"], zl1, zl1 - 0.6 * p["level_h"]
+    cel = (-12 * w, ay[2] + ra[2] - 2, z_cel)
+    cv.tube([cel, (-10 * w, 58, z_cel - 3), (+20 * w, 56, z_cel - 8), (+45 * w, 35, z_cel - 8)], 3.5, T.ARTERY, None, FREE)
+    cv.tube([(-10 * w, 58, z_cel - 3), (-30 * w, 46, z_cel - 12), (-55 * w, 22, z_cel - 10), (-80 * w, -8, z_cel - 5)],
+            3.2, T.ARTERY, None, FREE)
+    sma = [(-12 * w, ay[2] + ra[2] - 2, z_sma), (-10 * w, 46, z_sma - 14), (-7 * w, 52, z_sma - 55),
+           (-3 * w, 64, z_sma - 110)]
+    cv.tube(sma, [4.0, 4.0, 3.5, 3.0], T.ARTERY, None, FREE)
+    # --- kidneys (positions needed by vessels)
+    kid = {}
+    for name, sgn, jit, sk, rj in (("left", -1, J["lk"], p["s_kidney"][1], p["kidney_R_jit"][0]),
+                                    ("right", 1, J["rk"], p["s_kidney"][0], p["kidney_R_jit"][1])):
+        cz = (-108.0 * h if sgn < 0 else -123.0 * h) + (zl1 + 85 * h) * 0.5
+        c = np.array([sgn * (p["vb_lat"] + 50) * w, -12.0, cz]) + jit
+        u = np.array([-sgn * 0.2, -0.15, 1.0]) + rj
+        R = rotation_from_axes(u, (-sgn * 0.55, 1.0, 0.0))
+        med = np.array([-sgn * 1.0, 0.6, 0.0])
+        med -= (med @ R[:, 0]) * R[:, 0]
+        med /= np.linalg.norm(med)
+        kid[name] = dict(c=c, R=R, s=sk, hil=c + med * 28 * sk, top=c + R[:, 0] * 55 * sk, sgn=sgn)
+    # renal arteries (behind the IVC on the right) and renal veins (left one in front of the aorta)
+    for name in ("left", "right"):
+        kd = kid[name]
+        cv.tube([(-11 * w, ay[3] - 4, z_ren), (kd["hil"][0] * 0.5, kd["hil"][1] + 2, (z_ren + kd["hil"][2]) / 2),
+                 kd["hil"]], 3.2, T.ARTERY, None, FREE)
+    # --- IVC and veins
+    si = p["s_ivc"]
+    ivc_x = 24 * w
+    z_conf = zl1 - 3.9 * p["level_h"]
+    ivc = [(ivc_x - 2, 34.0, 50 * h), (ivc_x, 24.0, -20 * h), (ivc_x, 21.0, -70 * h), (ivc_x - 2, 23.0, z_ren),
+           (ivc_x - 5, 25.0, (z_ren + z_conf) / 2), (ivc_x - 8, 24.0, z_conf)]
+    cv.tube(ivc, [12 * si, 12.5 * si, 12 * si, 11.5 * si, 10.5 * si, 10 * si], T.IVC_SUPRA, 9, vessel_ok,
+            tissue_fn=lambda X, Y, Z, sl: np.where(Z > z_ren, T.IVC_SUPRA, T.IVC_INFRA).astype(np.uint8))
+    cf = np.array(ivc[-1])
+    for s in (1, -1):
+        cv.tube([cf, cf + (s * 25 * w - 6, -10, -45 * h), cf + (s * 48 * w - 4, -4, -95 * h)], [9.0, 8.5, 8.0],
+                T.VEIN, None, vessel_ok)
+    lk, rk = kid["left"], kid["right"]
+    cv.tube([lk["hil"], (-30 * w, ay[3] + ra[3] + 3, z_ren + 4), (-8 * w, ay[3] + ra[3] + 6, z_ren + 3),
+             (ivc_x - 4, 28.0, z_ren)], 4.5, T.RENAL_VEIN, None, FREE)
+    cv.tube([rk["hil"], (ivc_x + 8, 20.0, z_ren - 4)], 5.0, T.RENAL_VEIN, None, FREE)
+    # --- portal system (label 10): confluence behind the pancreatic neck, up-right into the hilum; splenic vein
+    conf = np.array([8 * w, 38.0, zl1 - 0.7 * p["level_h"]])
+    hil = np.array([40 * w, 30.0, -75 * h])
+    pv = [conf, conf + (14 * w, -3, 18 * h), hil, (62 * w, 22, -68 * h), (80 * w, 15, -65 * h)]
+    cv.tube(pv, [7.5, 7.5, 7.0, 5.5, 4.5], T.PORTAL, 10, FREE)
+    cv.tube([hil, (20 * w, 45, -62 * h), (5 * w, 58, -55 * h)], [5.0, 4.5, 4.0], T.PORTAL, 10, FREE)
+    # spleen geometry first: the splenic vein ends at its hilum
+    zk, ak, _, _ = p["cavity_keys"]
+    a_sp = float(np.interp(-70 * h, zk[::-1], ak[::-1]))
+    ss = p["s_spleen"]
+    cs = np.array([-(a_sp - 30 * ss), -38.0, -68 * h]) + J["spleen"]
+    Rs = rotation_from_axes(np.array([-0.35, 0.55, -0.75]) + p["spleen_R_jit"], (0.8, 0.55, 0.0))
+    sp_hilum = cs + Rs[:, 2] * 22 * ss
+    cv.tube([conf, conf + (-23 * w, -2, 8 * h), (-45 * w, 14, conf[2] + 16 * h), (-68 * w, -2, conf[2] + 24 * h),
+             sp_hilum], 4.8, T.PORTAL, 10, FREE)
+    cv.tube([conf, conf + (4 * w, 14, -35 * h), conf + (8 * w, 24, -90 * h)], [6.0, 5.5, 5.0], T.VEIN, None, FREE)
+    # --- adrenals: thin inverted-Y glands above-medial to the upper poles
+    for name, lab in (("right", 12), ("left", 13)):
+        kd = kid[name]
+        sg = kd["sgn"]
+        base = np.array([sg * 33 * w, 2.0 if sg > 0 else 6.0, kd["top"][2] + (22 if sg > 0 else 14) * h])
+        base += J["radr" if sg > 0 else "ladr"] * 0.5
+        for off in ((-sg * 5, -14, -24 * h), (sg * 9, -12, -22 * h), (0, 9, 8)):
+            cv.tube([base, base + np.array(off) * 0.55, base + np.array(off)], [3.6, 3.4, 2.6], T.ADRENAL, lab, FREE)
+    # --- esophagus (label 5) through the hiatus to the cardia
+    eso = [(-6 * w, 38, 170.0), (-8 * w, 38, 60 * h), (-14 * w, 33, -5 * h), (-27 * w, 22, -28 * h),
+           (-38 * w, 12, -40 * h)]
+    cv.tube(eso, 9.0, T.ESO_WALL, 5, allowed_lut([T.FAT_VISC, T.LUNG, T.MED_FAT, T.MUSCLE]))
+    if p["esophagus_gas"]:
+        cv.tube(eso[:3], 2.5, T.GAS, None, allowed_lut([T.ESO_WALL]), labelled_min_radius=False)
+    # --- gallbladder (label 4): pear from the neck at the hilum to the fundus at the liver edge
+    if p["gb_present"]:
+        g, jg = p["s_gb"], J["gb"]
+        gb = [np.array((38 * w, 22, -78 * h)) + jg, np.array((52 * w, 40, -98 * h)) + jg,
+              np.array((58 * w, 40 + 18 * g, -98 * h - 18 * g)) + jg]
+        cv.tube(gb, [7.0 * g, 14.0 * g, 16.0 * g], T.GB_WALL, 4, FREE)
+        cv.tube(gb, [7.0 * g - 2.5, 14.0 * g - 2.5, 16.0 * g - 2.5], T.GB_BILE, 4, allowed_lut([T.GB_WALL]),
+                labelled_min_radius=False)
+    # --- pancreas (label 11): head in the duodenal C-loop, neck over the confluence, body/tail to the spleen
+    sp_ = p["s_pancreas"]
+    jp = J["pancreas"]
+    pan = [np.array(q) + jp for q in ((22 * w, 30, conf[2] - 32 * h), (38 * w, 30, conf[2] - 18 * h),
+                                      (16 * w, 53, conf[2]), (-15 * w, 49, conf[2] + 8 * h),
+                                      (-45 * w, 26, conf[2] + 18 * h), (-68 * w, 4, conf[2] + 26 * h))]
+    pfat = p["pancreas_fat"]
+
+    def pan_tissue(X, Y, Z, sl):
+        fpat = cv.field_in(p["f_pfat"], sl)
+        return np.where(fpat > 1.6 - 0.9 * pfat, T.PANCREAS_FAT, T.PANCREAS).astype(np.uint8)
+
+    cv.tube(pan, np.array([11.0, 16.0, 10.0, 11.0, 10.0, 9.0]) * sp_, T.PANCREAS, 11, FREE,
+            radius_field=p["f_pancreas"], field_amp=1.8, tissue_fn=pan_tissue)
+    # --- kidneys (labels 2, 3): bean = ellipsoid minus hilar notch, cortex/medulla, sinus fat, pelvis, ureter
+    for name, lab in (("right", 2), ("left", 3)):
+        kd = kid[name]
+        c, R, s = kd["c"], kd["R"], kd["s"]
+        axes = (55 * s, 28 * s, 22 * s)
+        res = _blob(cv, [(c, axes, R)], p["f_kidney"], 2.5)
+        if res is None:
+            continue
+        sl, X, Y, Z, f = res
+        hil_c = c + (kd["hil"] - c) * 0.85
+        notch = ellipsoid_f(X, Y, Z, hil_c, (22 * s, 12 * s, 10 * s), R)
+        dx, dy, dz = X - F32(c[0]), Y - F32(c[1]), Z - F32(c[2])
+        uu = dx * F32(R[0, 0]) + dy * F32(R[1, 0]) + dz * F32(R[2, 0])
+        vv = dx * F32(R[0, 1]) + dy * F32(R[1, 1]) + dz * F32(R[2, 1])
+        nn = dx * F32(R[0, 2]) + dy * F32(R[1, 2]) + dz * F32(R[2, 2])
+        pyr = np.cos(5.0 * np.arctan2(nn, vv)) * np.cos(np.pi * uu / (0.42 * axes[0]))
+        ctx = (f < 6.0) | (pyr < -0.25)
+        tis = np.where(ctx, T.KIDNEY_CORTEX, T.KIDNEY_MEDULLA).astype(np.uint8)
+        inside = (f > 0) & (notch < 0)
+        cv.paint(sl, inside, tis, lab, FREE)
+        cv.paint(sl, (f > 0) & (notch >= 0), T.SINUS_FAT, None, FREE)
+        cv.paint(sl, ellipsoid_f(X, Y, Z, hil_c, (11 * s, 7 * s, 6 * s), R) > 0, T.URINE, None,
+                 allowed_lut([T.SINUS_FAT]))
+        sg = kd["sgn"]
+        cv.tube([kd["hil"], (sg * (p["vb_lat"] + 24) * w, 6.0, kd["hil"][2] - 60 * h),
+                 (sg * 40 * w, 20.0, kd["hil"][2] - 160 * h)], 2.8, T.URINE, None, FREE)
+    # --- spleen (label 1): crescent = ellipsoid carved on its visceral side; arciform pattern for the arterial phase
+    res = _blob(cv, [(cs, (55 * ss, 36 * ss, 21 * ss), Rs)], p["f_spleen"], 4.0,
+                carve=[(cs + Rs[:, 2] * 52 * ss + Rs[:, 1] * 4, (48 * ss, 34 * ss, 34 * ss), Rs)])
+    if res is not None:
+        sl, X, Y, Z, f = res
+        pat = cv.field_in(p["f_spleen_pat"], sl)
+        tis = np.where(pat > 0.45, T.SPLEEN_DARK, T.SPLEEN).astype(np.uint8)
+        cv.paint(sl, f > 0, tis, 1, FREE)
+    # --- stomach (label 7): J-shaped tube, wall, gas above a fluid level
+    st, js = p["s_stomach"], J["stomach"]
+    sto = [np.array(q) + js for q in ((-52 * w, -18, -28 * h), (-58 * w, -2, -55 * h), (-50 * w, 26, -86 * h),
+                                      (-28 * w, 46, -108 * h), (0.0, 55, -118 * h), (25 * w, 48, -112 * h),
+                                      (38 * w, 35, -105 * h))]
+    rs = np.array([30, 37, 35, 29, 23, 16, 9.0]) * st
+    gas_y = p["stomach_gas_y"]
+    content = {"fluid": T.STOMACH_FLUID, "food": T.FECES, "contrast": T.ORAL_CONTRAST}[p["stomach_content"]]
+    cv.tube(sto, rs, T.STOMACH_WALL, 7, FREE, radius_field=p["f_stomach"], field_amp=2.0)
+    cv.tube(sto, rs - 4.0, content, 7, allowed_lut([T.STOMACH_WALL]), radius_field=p["f_stomach"], field_amp=2.0,
+            tissue_fn=lambda X, Y, Z, sl: np.where(Y > gas_y, T.GAS, content).astype(np.uint8), labelled_min_radius=False)
+    # --- liver (label 6): right lobe, medial segment, left lobe; fills the space left under the right dome
+    sl_, jl = p["s_liver"], J["liver"]
+    a_lv = float(np.interp(-60 * h, zk[::-1], ak[::-1]))
+    parts = [(np.array((a_lv - 66 * w, -8.0, -62 * h)) + jl, (80 * sl_, 90 * sl_, 80 * sl_), None),
+             (np.array((25 * w, 38.0, -58 * h)) + jl, (50 * sl_, 48 * sl_, 46 * sl_), None),
+             (np.array((-28 * w, 48.0, -45 * h)) + jl, (72 * sl_, 30 * sl_, 40 * sl_),
+              rotation_from_axes((1.0, 0.0, 0.25), (0.0, 1.0, 0.0)))]
+    res = _blob(cv, parts, p["f_liver"], 9.0, p["f_liver2"], 3.0, k=25.0)
+    if res is not None:
+        sl, X, Y, Z, f = res
+        cv.paint(sl, f > 0, T.LIVER, 6, FREE)
+    # intrahepatic veins change HU only (their voxels stay liver)
+    in_liver = allowed_lut([T.LIVER])
+    hv0 = np.array((ivc_x, 22.0, -15 * h))
+    for end, r0 in (((105 * w, -15, -60 * h), 6.0), ((50 * w, 55, -72 * h), 5.0), ((-32 * w, 55, -35 * h), 4.5)):
+        mid = (hv0 + np.array(end)) / 2 + (0, 0, 6)
+        cv.tube([hv0, mid, end], [r0, r0 * 0.65, 1.8], T.HEPATIC_VEIN, None, in_liver)
+    for a_, b_ in ((((80 * w, 15, -65 * h)), (108 * w, 0, -95 * h)), (((80 * w, 15, -65 * h)), (96 * w, 30, -38 * h)),
+                   (((5 * w, 58, -55 * h)), (-42 * w, 55, -50 * h)), (((40 * w, 30, -75 * h)), (50 * w, 60, -95 * h))):
+        cv.tube([a_, (np.array(a_) + np.array(b_)) / 2 + (0, 0, 4), b_], [4.0, 3.0, 1.6], T.LIVER_PORTAL_BRANCH,
+                None, in_liver)
+    # --- bowel into the remaining visceral fat: duodenum, colon, small bowel, bladder
+    paint_bowel(cv, p, np.array(sto[-1]))
+    return {"kidneys": kid, "spleen_center": cs}
+
+
+def paint_bowel(cv: Canvas, p: dict, pylorus: np.ndarray) -> None:
+    """Duodenal C-loop, colon frame with gas/stool, small-bowel loops with fluid or oral contrast, bladder."""
+    h, w = p["h"], p["w"]
+    wall_ok = FREE
+    lum_ok = allowed_lut([T.BOWEL_WALL])
+    duo = [pylorus, (52 * w, 22, -102 * h), (58 * w, 8, -118 * h), (58 * w, 5, -148 * h), (30 * w, 12, -165 * h),
+           (0.0, 45, -167 * h), (-28 * w, 35, -150 * h), (-38 * w, 30, -128 * h)]
+    rd = [9.0, 13, 12, 12, 11, 8, 10, 10]
+    cv.tube(duo, rd, T.BOWEL_WALL, None, wall_ok)
+    cv.tube(duo, np.array(rd) - 2.5, T.BOWEL_FLUID, None, lum_ok,
+            tissue_fn=lambda X, Y, Z, sl: np.where(Y > 30, T.GAS, T.BOWEL_FLUID).astype(np.uint8))
+    jc = p["j"]["colon"]
+    col = [np.array(q) + jc for q in (
+        (70 * w, 20, -225 * h), (92 * w, 0, -185 * h), (96 * w, 5, -145 * h), (82 * w, 32, -125 * h),
+        (40 * w, 78, -142 * h), (0, 86, -168 * h), (-45 * w, 72, -140 * h), (-90 * w, 20, -102 * h),
+        (-100 * w, 0, -150 * h), (-98 * w, 5, -215 * h), (-70 * w, 35, -265 * h), (-20 * w, 45, -285 * h),
+        (5, 10, -305 * h), (0, -28, -330 * h), (0, -32, -420 * h))]
+    rc = [28, 25, 24, 22, 21, 20, 20, 20, 18, 18, 17, 17, 18, 20, 18.0]
+    stool = p["colon_stool"]
+
+    def colon_content(X, Y, Z, sl):
+        f = cv.field_in(p["f_stool"], sl)
+        return np.where(f > 1.2 - 2.0 * stool, T.FECES, T.GAS).astype(np.uint8)
+
+    cv.tube(col, rc, T.BOWEL_WALL, None, wall_ok)
+    cv.tube(col, np.array(rc) - 2.2, T.GAS, None, lum_ok, tissue_fn=colon_content)
+    # small bowel: sponge of loops from two random fields, in front of the retroperitoneum
+    z_top = -112 * h
+    bx = cv.box((cv.xs.min(), 0.0, cv.zs.min()), (cv.xs.max(), cv.ys.max(), z_top))
+    if bx is not None:
+        sl, X, Y, Z = bx
+        t = cv.tis[sl]
+        free = t == T.FAT_VISC
+        if free.any():
+            g1 = cv.field_in(p["f_bowel"], sl)
+            g2 = cv.field_in(p["f_bowel2"], sl)
+            loops = (g1 > 0.05) & (np.abs(g2) > 0.12) & free
+            lumen = (g1 > 0.32) & (np.abs(g2) > 0.3)
+            content = T.ORAL_CONTRAST if p["oral_contrast"] else T.BOWEL_FLUID
+            t[loops] = T.BOWEL_WALL
+            t[loops & lumen] = content
+            t[loops & lumen & (g2 > 1.3)] = T.GAS
+    # urinary bladder low in the pelvis
+    zb = -345 * h
+    bx = cv.box((-60, -10, zb - 45), (60, 90, zb + 45))
+    if bx is not None:
+        sl, X, Y, Z = bx
+        f = ellipsoid_f(X, Y, Z, (0, 40, zb), (48, 38, 38))
+        cv.paint(sl, f > 0, T.BOWEL_WALL, None, allowed_lut([T.FAT_VISC, T.BOWEL_WALL, T.BOWEL_FLUID, T.GAS]))
+        cv.paint(sl, f > 3, T.URINE, None, allowed_lut([T.BOWEL_WALL]))
+
+
+def paint_patient(cv: Canvas, p: dict) -> dict:
+    """Paint a sampled patient onto the canvas; returns landmarks."""
+    body = paint_body(cv, p)
+    paint_skeleton(cv, p, body)
+    marks = paint_organs(cv, p, body)
+    del body
+    return marks

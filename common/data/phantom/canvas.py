@@ -1,0 +1,215 @@
+"""Painting primitives of the phantom engine: a voxel canvas, smooth random fields, tubes and blobs.
+
+Everything is evaluated inside bounding boxes on 1-D coordinate vectors that broadcast to 3-D, so the cost of a
+structure is proportional to its size, not to the size of the volume. All random parameters are drawn when a field or
+shape is *created* (from the anatomy's random stream), never when it is evaluated, so the same seed gives the same
+anatomy on every grid ("scan", "fast", "tiny").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+__all__ = ["Canvas", "SmoothField", "catmull_rom", "rotation_from_axes", "ellipsoid_f", "smooth_union"]
+
+F32 = np.float32
+
+
+class SmoothField:
+    """A band-limited random scalar field with unit variance: a sum of separable cosine products.
+
+    A separable sum ``sum_m a_m cx_m(x) cy_m(y) cz_m(z)`` is one matrix product (``(nx*ny, m) @ (m, nz)``), which is
+    why it is used instead of filtering white noise: it costs about as much as one elementwise pass over the box and
+    needs no padding or resampling.
+
+    Args:
+        rng: random generator the mode parameters are drawn from (at construction).
+        wavelength: (min, max) wavelength in mm of the modes.
+        n_modes: number of separable modes.
+    """
+
+    def __init__(self, rng: np.random.Generator, wavelength: tuple[float, float], n_modes: int = 16) -> None:
+        lo, hi = wavelength
+        self.k = (2 * np.pi / rng.uniform(lo, hi, size=(3, n_modes))).astype(np.float64)
+        self.phi = rng.uniform(0, 2 * np.pi, size=(3, n_modes))
+        # a product of three cosines with random phases has variance 1/8
+        self.amp = (rng.standard_normal(n_modes) * np.sqrt(8.0 / n_modes)).astype(F32)
+
+    def __call__(self, xs: np.ndarray, ys: np.ndarray, zs: np.ndarray) -> np.ndarray:
+        """Evaluate on the grid spanned by 1-D world coordinates (mm); returns float32 (nx, ny, nz)."""
+        cx = np.cos(self.k[0][:, None] * np.ravel(xs)[None, :] + self.phi[0][:, None]).astype(F32)
+        cy = np.cos(self.k[1][:, None] * np.ravel(ys)[None, :] + self.phi[1][:, None]).astype(F32)
+        cz = np.cos(self.k[2][:, None] * np.ravel(zs)[None, :] + self.phi[2][:, None]).astype(F32)
+        m, nx, ny, nz = cx.shape[0], cx.shape[1], cy.shape[1], cz.shape[1]
+        a = (cx * self.amp[:, None])[:, :, None] * cy[:, None, :]
+        return (a.reshape(m, nx * ny).T @ cz).reshape(nx, ny, nz)
+
+
+def catmull_rom(ctrl: Sequence[Sequence[float]], step: float = 6.0) -> tuple[np.ndarray, np.ndarray]:
+    """Resample a Catmull-Rom spline through control points at about ``step`` mm.
+
+    Returns:
+        (points (n, 3), parameter (n,)) where the parameter runs from 0 to len(ctrl) - 1 so per-control-point values
+        (radii) can be interpolated with ``np.interp``.
+    """
+    p = np.asarray(ctrl, dtype=np.float64)
+    ext = np.vstack([2 * p[0] - p[1], p, 2 * p[-1] - p[-2]])
+    pts, par = [], []
+    for i in range(len(p) - 1):
+        p0, p1, p2, p3 = ext[i], ext[i + 1], ext[i + 2], ext[i + 3]
+        n = max(2, int(np.ceil(np.linalg.norm(p2 - p1) / step)))
+        t = np.linspace(0, 1, n, endpoint=False)[:, None]
+        seg = 0.5 * (2 * p1 + (-p0 + p2) * t + (2 * p0 - 5 * p1 + 4 * p2 - p3) * t**2 + (-p0 + 3 * p1 - 3 * p2 + p3) * t**3)
+        pts.append(seg)
+        par.append(i + t[:, 0])
+    pts.append(p[-1:])
+    par.append(np.array([len(p) - 1.0]))
+    return np.vstack(pts), np.concatenate(par)
+
+
+def rotation_from_axes(u: Sequence[float], n_hint: Sequence[float]) -> np.ndarray:
+    """Orthonormal frame whose first column is ``u`` and third column is ``n_hint`` made orthogonal to ``u``."""
+    u = np.asarray(u, float) / np.linalg.norm(u)
+    n = np.asarray(n_hint, float)
+    n = n - (n @ u) * u
+    n /= np.linalg.norm(n)
+    v = np.cross(n, u)
+    return np.stack([u, v, n], axis=1)
+
+
+def ellipsoid_f(X: np.ndarray, Y: np.ndarray, Z: np.ndarray, c: Sequence[float], axes: Sequence[float],
+                R: np.ndarray | None = None) -> np.ndarray:
+    """Approximate signed distance (mm, positive inside) to an ellipsoid with centre ``c``, semi-axes and frame ``R``."""
+    dx, dy, dz = X - F32(c[0]), Y - F32(c[1]), Z - F32(c[2])
+    if R is None:
+        u, v, w = dx, dy, dz
+    else:
+        R = np.asarray(R, dtype=F32)
+        u = dx * R[0, 0] + dy * R[1, 0] + dz * R[2, 0]
+        v = dx * R[0, 1] + dy * R[1, 1] + dz * R[2, 1]
+        w = dx * R[0, 2] + dy * R[1, 2] + dz * R[2, 2]
+    q = np.sqrt((u / F32(axes[0])) ** 2 + (v / F32(axes[1])) ** 2 + (w / F32(axes[2])) ** 2)
+    return (F32(1) - q) * F32(min(axes))
+
+
+def smooth_union(a: np.ndarray, b: np.ndarray, k: float = 12.0) -> np.ndarray:
+    """Smooth maximum of two implicit fields (blends the crease between merged lobes over about ``k`` mm)."""
+    h = np.maximum(F32(k) - np.abs(a - b), F32(0)) / F32(k)
+    return np.maximum(a, b) + h * h * F32(k / 4)
+
+
+@dataclass
+class Canvas:
+    """The voxel grid the anatomy is painted on (canonical RAS array order, coordinates in mm).
+
+    ``tis`` holds a tissue id per voxel (turned into HU by the appearance model), ``lab`` the BTCV label and
+    ``lesion`` the lesion label. Painting only changes voxels whose current tissue is in an ``allowed`` set, which is
+    how priorities (and therefore non-overlapping organs) are enforced.
+    """
+
+    xs: np.ndarray
+    ys: np.ndarray
+    zs: np.ndarray
+    min_radius: float = 0.0
+    tis: np.ndarray = field(init=False)
+    lab: np.ndarray = field(init=False)
+    lesion: np.ndarray | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        self.xs, self.ys, self.zs = (np.asarray(a, dtype=F32) for a in (self.xs, self.ys, self.zs))
+        shape = (len(self.xs), len(self.ys), len(self.zs))
+        self.tis = np.zeros(shape, np.uint8)
+        self.lab = np.zeros(shape, np.uint8)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """Grid shape."""
+        return self.tis.shape  # type: ignore[return-value]
+
+    def box(self, lo: Sequence[float], hi: Sequence[float]):
+        """Index slices and broadcastable coordinates of the voxels inside the world box [lo, hi].
+
+        Returns None when the box misses the grid.
+        """
+        sl, co = [], []
+        for ax, (a, b) in enumerate(zip(lo, hi)):
+            c = (self.xs, self.ys, self.zs)[ax]
+            step = float(c[1] - c[0]) if len(c) > 1 else 1.0
+            i0 = max(0, int(np.ceil((a - c[0]) / step)))
+            i1 = min(len(c), int(np.floor((b - c[0]) / step)) + 1)
+            if i1 <= i0:
+                return None
+            sl.append(slice(i0, i1))
+            shp = [1, 1, 1]
+            shp[ax] = i1 - i0
+            co.append(c[i0:i1].reshape(shp))
+        return tuple(sl), co[0], co[1], co[2]
+
+    def paint(self, sl: tuple, mask: np.ndarray, tissue, label: int | None = None, allowed: np.ndarray | None = None,
+              lesion: int | None = None) -> np.ndarray:
+        """Set tissue (a scalar id or an array broadcastable to the box) and label where ``mask`` and allowed.
+
+        Returns the mask of voxels actually changed.
+        """
+        t = self.tis[sl]
+        m = np.broadcast_to(mask, t.shape)
+        if allowed is not None:
+            m = m & allowed[t]
+        if np.ndim(tissue) == 0:
+            t[m] = tissue
+        else:
+            t[m] = np.broadcast_to(tissue, t.shape)[m]
+        if label is not None:
+            self.lab[sl][m] = label
+        if lesion is not None and self.lesion is not None:
+            self.lesion[sl][m] = lesion
+        return m
+
+    def tube(self, ctrl: Sequence[Sequence[float]], radii: Sequence[float] | float, tissue,
+             label: int | None = None, allowed: np.ndarray | None = None, *, step: float = 6.0,
+             radius_field: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None,
+             field_amp: float = 0.0, tissue_fn: Callable | None = None, labelled_min_radius: bool = True) -> None:
+        """Paint a tube of varying radius along a Catmull-Rom spline through ``ctrl`` (one capsule per segment).
+
+        ``radius_field`` (a SmoothField) times ``field_amp`` (mm) perturbs the radius, e.g. for lobulated organs;
+        ``tissue_fn(X, Y, Z, box_slices)`` may return a per-voxel tissue array instead of a constant tissue.
+        Labelled tubes are never thinner than ``min_radius`` so that thin organs survive coarse grids.
+        """
+        pts, par = catmull_rom(ctrl, step)
+        r_ctrl = np.broadcast_to(np.asarray(radii, float), (len(ctrl),))
+        r = np.interp(par, np.arange(len(ctrl)), r_ctrl)
+        if label is not None and labelled_min_radius:
+            r = np.maximum(r, self.min_radius)
+        pad = float(field_amp) * 3.0
+        for i in range(len(pts) - 1):
+            a, b, ra, rb = pts[i], pts[i + 1], r[i], r[i + 1]
+            rmax = max(ra, rb) + pad
+            bx = self.box(np.minimum(a, b) - rmax, np.maximum(a, b) + rmax)
+            if bx is None:
+                continue
+            sl, X, Y, Z = bx
+            d = (b - a).astype(F32)
+            L2 = F32(max(float(d @ d), 1e-6))
+            ax_, ay_, az_ = (X - F32(a[0])), (Y - F32(a[1])), (Z - F32(a[2]))
+            t = np.clip((ax_ * d[0] + ay_ * d[1] + az_ * d[2]) / L2, 0, 1)
+            dist2 = (ax_ - t * d[0]) ** 2 + (ay_ - t * d[1]) ** 2 + (az_ - t * d[2]) ** 2
+            rr = F32(ra) + t * F32(rb - ra)
+            if radius_field is not None and field_amp:
+                rr = rr + F32(field_amp) * radius_field(X.ravel(), Y.ravel(), Z.ravel())
+            mask = dist2 < rr * np.abs(rr)
+            tis = tissue if tissue_fn is None else tissue_fn(X, Y, Z, sl)
+            self.paint(sl, mask, tis, label, allowed)
+
+    def field_in(self, f: SmoothField, sl: tuple) -> np.ndarray:
+        """Evaluate a SmoothField on the voxels of the index box ``sl``."""
+        return f(self.xs[sl[0]], self.ys[sl[1]], self.zs[sl[2]])
+
+
+def allowed_lut(ids: Iterable[int]) -> np.ndarray:
+    """Boolean lookup table over tissue ids (indexable by a uint8 array)."""
+    lut = np.zeros(256, bool)
+    lut[list(ids)] = True
+    return lut
