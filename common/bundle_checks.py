@@ -379,7 +379,14 @@ def _parse_only_workflow(ctx: BundleContext, config: Path, workflow_type: str) -
 def _check_workflow(ctx: BundleContext, config: Path, workflow_type: str) -> str:
     _need(ctx.meta_file, ctx)
     wf = _parse_only_workflow(ctx, config, workflow_type)
-    missing = wf.check_properties()
+    try:
+        missing = wf.check_properties()
+    except AttributeError as e:
+        # MONAI 1.6.1 compares optional-property ids as strings and crashes on an inline list or dict
+        raise CheckFailed(
+            f"{config.name}: check_properties crashed ({_one_line(str(e), 80)}); an optional property such as "
+            "train#trainer#train_handlers is probably given inline instead of as an @reference"
+        ) from e
     if missing is None:
         raise CheckFailed(f"no properties defined for workflow_type={workflow_type}")
     if missing:
