@@ -1,0 +1,959 @@
+"""spleen-fast-train benchmark: the regular recipe against the bundle's fast recipe, side by side, time to Dice.
+
+Both recipes train on the same data (the bundle's own seeded train/validation split, read through the bundle's
+``train#datalist`` / ``validate#datalist``), from the same seed, and validate on the same cases every
+``val_interval`` epochs (the fast config's value, used for both). They run in one process, interleaved epoch by
+epoch (one fast epoch, then one regular epoch, ...), so machine drift and other users' load hit both alike; each
+recipe is charged only its own wall time, and the fast recipe's data caching counts for it.
+
+* **regular** — MONAI's spleen segmentation tutorial, written out here: ``Dataset`` + ``DataLoader`` with worker
+  processes and no caching, load → channel first → HU window → crop foreground → RAS → spacing → random pos/neg
+  crops, batch 2, ``DiceLoss(to_onehot_y, softmax)``, ``Adam`` lr 1e-4, fp32, the bundle's UNet definition,
+  sliding-window validation (tutorial defaults).
+* **fast** — the bundle itself: ``configs/train.json`` (plus ``configs/train_cpu.json`` when running on CPU, unless
+  ``--configs`` says otherwise) parsed with ``monai.bundle.ConfigParser``; ``train#trainer`` and
+  ``validate#evaluator`` are run unchanged, only timing handlers are attached.
+
+Usage::
+
+    python tools/bench_spleen.py bench --budget_s 1200 --out runs/bench        # results.json + dice_vs_time.png
+    python tools/bench_spleen.py profile --epochs 2                             # where a fast iteration's time goes
+    python tools/bench_spleen.py candidates --budget_s 150                      # CPU speed-up candidates, measured
+
+``--override '{"roi_size": [64, 64, 64]}'`` applies config overrides to both recipes' shared settings (pixdim,
+HU window, crop and validation ROI sizes) and to the fast recipe; ``--fast_override`` to the fast recipe only.
+Every number written on the default data is measured on **synthetic phantoms**, not patient data.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import fire
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))  # run from a checkout without `pip install -e .`
+
+BUNDLE = REPO_ROOT / "bundles" / "spleen-fast-train"
+THRESHOLDS = (0.80, 0.90, 0.95)
+DEFAULT_N_CASES = 32  # the bundle's embedded default: 24 train / 8 validation with the seeded split
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# small utilities
+
+
+class Stopwatch:
+    """Accumulates the wall time of the intervals between ``start()`` and ``stop()``."""
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self._t0: float | None = None
+
+    def start(self) -> None:
+        if self._t0 is None:
+            self._t0 = time.perf_counter()
+
+    def stop(self) -> None:
+        if self._t0 is not None:
+            self.total += time.perf_counter() - self._t0
+            self._t0 = None
+
+    @property
+    def elapsed(self) -> float:
+        """Accumulated time, including the running interval."""
+        return self.total + (time.perf_counter() - self._t0 if self._t0 is not None else 0.0)
+
+
+class MemoryMonitor:
+    """Samples the resident memory of this process and its children and keeps the peak per active label.
+
+    Both recipes live in one process, so a peak includes whatever the other recipe holds resident at that moment
+    (e.g. the fast recipe's cache while the regular recipe runs); DataLoader worker processes count for the recipe
+    that started them. On CUDA the peak allocated tensor memory is tracked per recipe as well.
+    """
+
+    def __init__(self, interval: float = 0.2) -> None:
+        import psutil
+
+        self._proc = psutil.Process()
+        self.interval = interval
+        self.active: str | None = None
+        self.peak_rss: dict[str, float] = {}
+        self.peak_cuda: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _rss(self) -> int:
+        total = self._proc.memory_info().rss
+        for child in self._proc.children(recursive=True):
+            try:
+                total += child.memory_info().rss
+            except Exception:  # a worker may exit between listing and reading
+                pass
+        return total
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.sample()
+
+    def sample(self) -> None:
+        label = self.active
+        if label is None:
+            return
+        mb = self._rss() / 2**20
+        self.peak_rss[label] = max(self.peak_rss.get(label, 0.0), mb)
+
+    def switch(self, label: str | None) -> None:
+        """Make ``label`` the active recipe (``None``: nobody)."""
+        import torch
+
+        self.sample()
+        if torch.cuda.is_available():
+            if self.active is not None:
+                mb = torch.cuda.max_memory_allocated() / 2**20
+                self.peak_cuda[self.active] = max(self.peak_cuda.get(self.active, 0.0), mb)
+            torch.cuda.reset_peak_memory_stats()
+        self.active = label
+        self.sample()
+
+    def close(self) -> None:
+        self.switch(None)
+        self._stop.set()
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+def _as_dict(value: Any) -> dict[str, Any]:
+    """Overrides given on the command line: a dict (fire parses JSON-like text) or a JSON string."""
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        value = json.loads(value)
+    if not isinstance(value, dict):
+        raise ValueError(f"overrides must be a dict of config id -> value, got {value!r}")
+    return dict(value)
+
+
+def _machine() -> dict[str, Any]:
+    import torch
+
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+    try:
+        import monai
+
+        info["monai"] = monai.__version__
+        info["load_average_1_5_15"] = [round(x, 2) for x in os.getloadavg()]
+    except (ImportError, OSError):
+        pass
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")]
+        if names:
+            info["cpu_model"] = names[0]
+    except OSError:
+        pass
+    return info
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# configuration
+
+
+def _default_configs(device: str | None) -> list[Path]:
+    import torch
+
+    on_cuda = torch.cuda.is_available() if device is None else str(device).startswith("cuda")
+    files = [BUNDLE / "configs" / "train.json"]
+    cpu = BUNDLE / "configs" / "train_cpu.json"
+    if not on_cuda and cpu.is_file():
+        files.append(cpu)
+    return files
+
+
+def _config_files(configs: list[str] | None, device: str | None) -> list[Path]:
+    """None: the defaults for the device; an empty list: train.json alone; else the files given."""
+    if configs is None:
+        return _default_configs(device)
+    if isinstance(configs, str):
+        configs = [configs]
+    return [BUNDLE / "configs" / "train.json"] + [Path(c).resolve() for c in configs if Path(c).name != "train.json"]
+
+
+def _data_overrides(dataset_dir: str | None, n_cases: int | None, resolution: str) -> dict[str, Any]:
+    """Point the bundle at the benchmark's data: an existing MSD folder, or phantoms generated on first use."""
+    if dataset_dir is not None:
+        if n_cases is not None:
+            raise ValueError("--n_cases generates phantoms; it cannot be combined with --dataset_dir")
+        return {"dataset_dir": str(Path(dataset_dir).resolve())}
+    n = DEFAULT_N_CASES if n_cases is None else int(n_cases)
+    name = "phantom_Task09_Spleen" if (n, resolution) == (DEFAULT_N_CASES, "scan") else f"phantom_Task09_Spleen_{resolution}_{n}"
+    folder = str(BUNDLE / "data" / name)
+    return {"embedded_dataset_dir": folder, "dataset_dir": folder, "phantom#n": n, "phantom#resolution": resolution}
+
+
+def _parser(files: list[Path], overrides: dict[str, Any]) -> Any:
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config([str(f) for f in files])
+    parser.update(overrides)  # "a#b" ids reach into nested sections
+    return parser
+
+
+def _net_from(parser: Any) -> Any:
+    """A fresh network from the bundle's ``network_def`` (the same definition the fast recipe uses)."""
+    from monai.bundle import ConfigParser
+
+    return ConfigParser({"net": parser.get("network_def")}).get_parsed_content("net", instantiate=True)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the regular recipe (MONAI spleen segmentation tutorial)
+
+
+class RegularRecipe:
+    """MONAI's spleen tutorial training, one epoch at a time, so it can be interleaved with another recipe.
+
+    Args:
+        train_files, val_files: ``[{"image": path, "label": path}, ...]``.
+        network: the UNet (moved to ``device`` here).
+        pixdim, hu_window, roi_size, num_samples: preprocessing and crop settings (shared with the bundle).
+        val_roi_size, sw_batch_size: sliding-window validation.
+        batch_size, num_workers, lr: the tutorial's loader and optimizer settings.
+        device: torch device.
+    """
+
+    def __init__(
+        self,
+        train_files: list[dict[str, str]],
+        val_files: list[dict[str, str]],
+        network: Any,
+        *,
+        pixdim: list[float],
+        hu_window: list[float],
+        roi_size: list[int],
+        num_samples: int,
+        val_roi_size: list[int],
+        sw_batch_size: int,
+        batch_size: int = 2,
+        num_workers: int = 2,
+        lr: float = 1e-4,
+        device: Any = "cpu",
+    ) -> None:
+        import torch
+        from monai.data import DataLoader, Dataset
+        from monai.losses import DiceLoss
+        from monai.metrics import DiceMetric
+        from monai.transforms import (
+            AsDiscrete,
+            Compose,
+            CropForegroundd,
+            EnsureChannelFirstd,
+            LoadImaged,
+            Orientationd,
+            RandCropByPosNegLabeld,
+            ScaleIntensityRanged,
+            Spacingd,
+        )
+
+        keys = ["image", "label"]
+        deterministic = [
+            LoadImaged(keys=keys),
+            EnsureChannelFirstd(keys=keys),
+            ScaleIntensityRanged(keys=["image"], a_min=hu_window[0], a_max=hu_window[1], b_min=0.0, b_max=1.0, clip=True),
+            CropForegroundd(keys=keys, source_key="image", allow_smaller=True),
+            Orientationd(keys=keys, axcodes="RAS"),
+            Spacingd(keys=keys, pixdim=pixdim, mode=("bilinear", "nearest")),
+        ]
+        train_tf = Compose(
+            deterministic
+            + [
+                RandCropByPosNegLabeld(
+                    keys=keys, label_key="label", spatial_size=roi_size, pos=1, neg=1,
+                    num_samples=num_samples, image_key="image", image_threshold=0,
+                )
+            ]
+        )
+        self.device = torch.device(device)
+        self.train_loader = DataLoader(
+            Dataset(train_files, train_tf), batch_size=batch_size, shuffle=True, num_workers=num_workers
+        )
+        self.val_loader = DataLoader(Dataset(val_files, Compose(deterministic)), batch_size=1, num_workers=num_workers)
+        self.network = network.to(self.device)
+        self.loss = DiceLoss(to_onehot_y=True, softmax=True)
+        self.optimizer = torch.optim.Adam(self.network.parameters(), lr)
+        self.metric = DiceMetric(include_background=False, reduction="mean")
+        self.post_pred = Compose([AsDiscrete(argmax=True, to_onehot=2)])
+        self.post_label = Compose([AsDiscrete(to_onehot=2)])
+        self.val_roi_size = val_roi_size
+        self.sw_batch_size = sw_batch_size
+        self.epoch = 0
+
+    def train_epoch(self) -> float:
+        """One pass over the training volumes; returns the mean loss."""
+        self.network.train()
+        total, steps = 0.0, 0
+        for batch in self.train_loader:
+            x, y = batch["image"].to(self.device), batch["label"].to(self.device)
+            self.optimizer.zero_grad()
+            loss = self.loss(self.network(x), y)
+            loss.backward()
+            self.optimizer.step()
+            total, steps = total + loss.item(), steps + 1
+        self.epoch += 1
+        return total / max(steps, 1)
+
+    def validate(self) -> float:
+        """Mean foreground Dice over the validation cases (sliding window, tutorial settings)."""
+        import torch
+        from monai.data import decollate_batch
+        from monai.inferers import sliding_window_inference
+
+        self.network.eval()
+        with torch.no_grad():
+            for batch in self.val_loader:
+                x, y = batch["image"].to(self.device), batch["label"].to(self.device)
+                out = sliding_window_inference(x, self.val_roi_size, self.sw_batch_size, self.network)
+                self.metric(
+                    y_pred=[self.post_pred(i) for i in decollate_batch(out)],
+                    y=[self.post_label(i) for i in decollate_batch(y)],
+                )
+        value = float(self.metric.aggregate().item())
+        self.metric.reset()
+        return value
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# bookkeeping shared by both recipes
+
+
+class Track:
+    """One recipe's clock, budget, validation curve and stopping rule."""
+
+    def __init__(self, name: str, budget_s: float, max_epochs: int, stop_dice: float | None) -> None:
+        self.name = name
+        self.budget_s = float(budget_s)
+        self.max_epochs = int(max_epochs)
+        self.stop_dice = stop_dice
+        self.clock = Stopwatch()
+        self.setup_s = 0.0
+        self.epoch_s: list[float] = []
+        self.val_s: list[float] = []
+        self.curve: list[dict[str, float]] = []
+        self.epochs = 0
+        self.stopped: str | None = None
+
+    def record(self, epoch: int, dice: float) -> None:
+        self.curve.append({"epoch": epoch, "time_s": round(self.clock.elapsed, 3), "dice": round(float(dice), 5)})
+        print(f"[{self.name}] epoch {epoch} val mean Dice {dice:.4f} at {self.clock.elapsed:.1f} s own time", flush=True)
+
+    def should_stop(self, next_validates: bool) -> str | None:
+        """Why the next epoch should not start (None: go on). An epoch that would end past the budget is skipped."""
+        if self.epochs >= self.max_epochs:
+            return "max_epochs"
+        if self.stop_dice is not None and self.curve and self.curve[-1]["dice"] >= self.stop_dice:
+            return f"reached Dice {self.stop_dice}"
+        est = (self.epoch_s[-1] if self.epoch_s else 0.0) + (self.val_s[-1] if next_validates and self.val_s else 0.0)
+        if self.clock.elapsed + est > self.budget_s:
+            return "budget"
+        return None
+
+    def summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for t in THRESHOLDS:
+            hit = next((p for p in self.curve if p["dice"] >= t), None)
+            out[f"time_to_dice_{t:.2f}_s"] = hit["time_s"] if hit else None
+            out[f"epochs_to_dice_{t:.2f}"] = hit["epoch"] if hit else None
+        out.update(
+            {
+                "budget_s": self.budget_s,
+                "own_time_s": round(self.clock.total, 2),
+                "setup_s": round(self.setup_s, 2),
+                "final_dice": self.curve[-1]["dice"] if self.curve else None,
+                "best_dice": max((p["dice"] for p in self.curve), default=None),
+                "epochs": self.epochs,
+                "seconds_per_epoch": round(sum(self.epoch_s) / len(self.epoch_s), 3) if self.epoch_s else None,
+                "seconds_per_validation": round(sum(self.val_s) / len(self.val_s), 3) if self.val_s else None,
+                "stopped_because": self.stopped,
+                "curve": self.curve,
+            }
+        )
+        return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# fast recipe helpers
+
+
+def _build_fast(parser: Any) -> tuple[Any, Any]:
+    parser.get_parsed_content("initialize")  # torch threads and determinism, as `monai.bundle run` does
+    trainer = parser.get_parsed_content("train#trainer")  # builds (and caches) the data sets
+    evaluator = parser.get_parsed_content("validate#evaluator")
+    return trainer, evaluator
+
+
+def _cache_mb(dataset: Any) -> float | None:
+    import torch
+
+    cache = getattr(dataset, "_cache", None)
+    if not cache:
+        return None
+    total = 0
+    for item in cache:
+        if isinstance(item, dict):
+            total += sum(v.nbytes for v in item.values() if isinstance(v, torch.Tensor))
+            total += sum(v.nbytes for v in item.values() if hasattr(v, "nbytes") and not isinstance(v, torch.Tensor))
+    return round(total / 2**20, 1)
+
+
+def _metric_name(parser: Any) -> str:
+    return next(iter(parser.get("validate#key_metric")))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# commands
+
+
+def bench(
+    out: str = "runs/bench_spleen",
+    budget_s: float = 1200.0,
+    fast_budget_s: float | None = None,
+    max_epochs: int = 1000,
+    n_cases: int | None = None,
+    resolution: str = "scan",
+    dataset_dir: str | None = None,
+    configs: list[str] | None = None,
+    override: Any = None,
+    fast_override: Any = None,
+    stop_dice: float | None = 0.95,
+    regular_workers: int | None = None,
+    device: str | None = None,
+    seed: int = 0,
+) -> None:
+    """Train both recipes interleaved and write ``results.json`` and ``dice_vs_time.png`` under ``out``.
+
+    Args:
+        out: output folder (also holds the fast recipe's checkpoints and TensorBoard logs).
+        budget_s: own wall-time budget of the regular recipe (and of the fast one unless ``fast_budget_s``).
+        fast_budget_s: own wall-time budget of the fast recipe.
+        max_epochs: epoch limit of each recipe.
+        n_cases: number of phantom cases to generate and split (default 32, the bundle's default data set).
+        resolution: phantom grid, "scan" (512² slices, like CT), "fast" or "tiny".
+        dataset_dir: an existing MSD task folder instead of phantoms.
+        configs: override files layered on train.json for the fast recipe (default: train_cpu.json on CPU, none on
+            CUDA; ``[]``: train.json alone).
+        override: config overrides applied to both recipes' shared settings and to the fast recipe.
+        fast_override: config overrides for the fast recipe only.
+        stop_dice: a recipe stops once its validation Dice reaches this (saves time for the other); None: never.
+        regular_workers: DataLoader worker processes of the regular recipe (default: CPU count).
+        device: "cpu" or "cuda:0"; default CUDA when available.
+        seed: seed of both recipes and of the data split.
+    """
+    import torch
+    from ignite.engine import Events
+    from monai.utils import set_determinism
+
+    out_dir = Path(out).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shared = {**_data_overrides(dataset_dir, n_cases, resolution), "seed": seed, **_as_dict(override)}
+    if device is not None:
+        shared["device"] = f"$torch.device('{device}')"
+    files = _config_files(configs, device)
+    fast_ovr = {
+        **shared,
+        "bundle_root": str(BUNDLE),
+        "ckpt_dir": str(out_dir / "fast" / "models"),
+        "output_dir": str(out_dir / "fast" / "eval"),
+        "epochs": int(max_epochs),
+        **_as_dict(fast_override),
+    }
+    base = _parser([BUNDLE / "configs" / "train.json"], {**shared, "bundle_root": str(BUNDLE)})
+    fast_parser = _parser(files, fast_ovr)
+    val_interval = int(fast_parser.get_parsed_content("val_interval"))
+    dev = fast_parser.get_parsed_content("device")
+    machine_start = _machine()
+
+    mem = MemoryMonitor()
+    fast = Track("fast", budget_s if fast_budget_s is None else fast_budget_s, max_epochs, stop_dice)
+    regular = Track("regular", budget_s, max_epochs, stop_dice)
+
+    # the data (generated on first use, outside both clocks) and the split, from the bundle's own datalists
+    train_files = base.get_parsed_content("train#datalist")
+    val_files = base.get_parsed_content("validate#datalist")
+    print(f"data: {len(train_files)} train / {len(val_files)} validation cases; val every {val_interval} epochs; "
+          f"fast configs {[f.name for f in files]}; device {dev}", flush=True)
+
+    # regular recipe setup (cheap: no caching), charged to its clock
+    mem.switch("regular")
+    regular.clock.start()
+    set_determinism(seed=seed)
+    workers = int(regular_workers) if regular_workers is not None else (os.cpu_count() or 1)
+    reg = RegularRecipe(
+        train_files, val_files, _net_from(base),
+        pixdim=list(base.get_parsed_content("pixdim")), hu_window=list(base.get_parsed_content("hu_window")),
+        roi_size=list(base.get_parsed_content("roi_size")), num_samples=int(base.get_parsed_content("samples_per_volume")),
+        val_roi_size=list(base.get_parsed_content("val_roi_size")), sw_batch_size=int(base.get_parsed_content("sw_batch_size")),
+        num_workers=workers, device=dev,
+    )
+    regular.clock.stop()
+    regular.setup_s = regular.clock.total
+
+    def regular_epoch() -> None:
+        if regular.stopped:
+            return
+        why = regular.should_stop(next_validates=(regular.epochs + 1) % val_interval == 0)
+        if why:
+            regular.stopped = why
+            return
+        mem.switch("regular")
+        regular.clock.start()
+        t0 = time.perf_counter()
+        reg.train_epoch()
+        regular.epochs += 1
+        regular.epoch_s.append(time.perf_counter() - t0)
+        if regular.epochs % val_interval == 0:
+            t1 = time.perf_counter()
+            dice = reg.validate()
+            regular.val_s.append(time.perf_counter() - t1)
+            regular.record(regular.epochs, dice)
+        regular.clock.stop()
+
+    # fast recipe: the bundle's trainer and evaluator; caching happens while they are built, on the fast clock
+    mem.switch("fast")
+    fast.clock.start()
+    trainer, evaluator = _build_fast(fast_parser)
+    fast.clock.stop()
+    fast.setup_s = fast.clock.total
+    metric = _metric_name(fast_parser)
+    epoch_t0 = {"t": 0.0, "val": 0.0}
+
+    @trainer.on(Events.EPOCH_STARTED)
+    def _epoch_started(engine: Any) -> None:
+        epoch_t0["t"], epoch_t0["val"] = time.perf_counter(), 0.0
+
+    @evaluator.on(Events.STARTED)
+    def _val_started(engine: Any) -> None:
+        epoch_t0["v0"] = time.perf_counter()
+
+    @evaluator.on(Events.COMPLETED)
+    def _val_completed(engine: Any) -> None:
+        dt = time.perf_counter() - epoch_t0["v0"]
+        epoch_t0["val"] += dt
+        fast.val_s.append(dt)
+        fast.record(trainer.state.epoch, engine.state.metrics[metric])
+
+    @trainer.on(Events.EPOCH_COMPLETED)  # attached after the bundle's ValidationHandler, so it runs after validation
+    def _epoch_completed(engine: Any) -> None:
+        fast.epoch_s.append(time.perf_counter() - epoch_t0["t"] - epoch_t0["val"])
+        fast.epochs = engine.state.epoch
+        fast.clock.stop()
+        why = fast.should_stop(next_validates=(fast.epochs + 1) % val_interval == 0)
+        if why:
+            fast.stopped = why
+            engine.terminate()
+        regular_epoch()  # interleave: one regular epoch after each fast epoch
+        mem.switch("fast")
+        fast.clock.start()
+
+    @trainer.on(Events.ITERATION_COMPLETED(every=1))
+    def _budget_guard(engine: Any) -> None:  # a first epoch far longer than the whole budget still stops
+        if fast.clock.elapsed > 2 * fast.budget_s and not fast.epoch_s:
+            fast.stopped = "budget (first epoch)"
+            engine.terminate()
+
+    if fast.should_stop(next_validates=val_interval == 1) is None:
+        fast.clock.start()
+        trainer.run()
+        fast.clock.stop()
+        fast.stopped = fast.stopped or "max_epochs"
+    else:
+        fast.stopped = fast.should_stop(next_validates=val_interval == 1)
+    while not regular.stopped:  # the fast recipe is done; the regular one goes on alone within its budget
+        regular_epoch()
+    mem.close()
+
+    results = _results(fast, regular, mem, dev, files, fast_parser, trainer, val_interval,
+                       train_files, val_files, machine_start, workers)
+    _atomic_write_text(out_dir / "results.json", json.dumps(results, indent=2) + "\n")
+    _plot(results, out_dir / "dice_vs_time.png")
+    print(json.dumps({k: v for k, v in results.items() if "ratio" in k}, indent=2))
+    print(f"wrote {out_dir / 'results.json'} and {out_dir / 'dice_vs_time.png'}")
+    return None  # fire would print a returned dict
+
+
+def _results(fast: Track, regular: Track, mem: MemoryMonitor, dev: Any, files: list[Path], parser: Any, trainer: Any,
+             val_interval: int, train_files: list, val_files: list, machine_start: dict, workers: int) -> dict[str, Any]:
+    recipes = {}
+    for track in (regular, fast):
+        s = track.summary()
+        s["peak_rss_mb"] = round(mem.peak_rss.get(track.name, 0.0), 1)
+        s["cuda_max_allocated_mb"] = round(mem.peak_cuda[track.name], 1) if track.name in mem.peak_cuda else None
+        recipes[track.name] = s
+    recipes["regular"]["recipe"] = (
+        f"MONAI spleen tutorial: Dataset + DataLoader ({workers} workers), no caching, DiceLoss(to_onehot_y, softmax), "
+        "Adam lr 1e-4, fp32, batch 2, the bundle's UNet"
+    )
+    recipes["fast"]["recipe"] = "bundle configs: " + " + ".join(str(f.relative_to(REPO_ROOT)) if f.is_relative_to(REPO_ROOT) else str(f) for f in files)
+    recipes["fast"]["cache_mb"] = _cache_mb(parser.get_parsed_content("train#dataset"))
+    results: dict[str, Any] = {
+        "benchmark": "spleen-fast-train: regular vs fast recipe, validation mean Dice vs own wall time",
+        "data": _data_kind(parser.get_parsed_content("dataset_dir")),
+        "command": " ".join(["python"] + sys.argv),
+        "machine": machine_start,
+        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+        "device": str(dev),
+        "n_train": len(train_files),
+        "n_validation": len(val_files),
+        "val_interval_epochs": val_interval,
+        "thresholds": list(THRESHOLDS),
+        "notes": (
+            "Times are each recipe's own wall time (interleaved epoch by epoch in one process), including the fast "
+            "recipe's caching and both recipes' validation. A recipe stops at its budget, its max_epochs or once its "
+            "validation Dice reaches stop_dice. peak_rss_mb is the process (plus worker processes) peak while that "
+            "recipe ran and includes what the other recipe kept resident. time_to_dice null: not reached within "
+            "own_time_s."
+        ),
+        "recipes": recipes,
+    }
+    r, f = recipes["regular"], recipes["fast"]
+    for t in THRESHOLDS:
+        key = f"{t:.2f}"
+        tr, tf = r[f"time_to_dice_{key}_s"], f[f"time_to_dice_{key}_s"]
+        results[f"ratio_time_to_dice_{key}"] = round(tr / tf, 2) if tr is not None and tf else None
+        # the regular recipe ran its whole own time without reaching t: the true ratio is at least this
+        results[f"ratio_time_to_dice_{key}_lower_bound"] = (
+            round(r["own_time_s"] / tf, 2) if tr is None and tf else results[f"ratio_time_to_dice_{key}"]
+        )
+        er, ef = r[f"epochs_to_dice_{key}"], f[f"epochs_to_dice_{key}"]
+        results[f"ratio_epochs_to_dice_{key}"] = round(er / ef, 2) if er is not None and ef else None
+    sr, sf = r["seconds_per_epoch"], f["seconds_per_epoch"]
+    results["ratio_seconds_per_epoch"] = round(sr / sf, 2) if sr and sf else None
+    return results
+
+
+def _data_kind(dataset_dir: str) -> str:
+    """ "synthetic phantom" for data sets written by the phantom engine, else the folder (e.g. a real MSD task)."""
+    try:
+        meta = json.loads((Path(dataset_dir) / "dataset.json").read_text())
+    except (OSError, ValueError):
+        return str(dataset_dir)
+    text = f"{meta.get('description', '')} {meta.get('reference', '')}".lower()
+    return "synthetic phantom" if "phantom" in text else str(dataset_dir)
+
+
+def _plot(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    colours = {"regular": "tab:blue", "fast": "tab:red"}
+    for name, rec in results["recipes"].items():
+        xs = [p["time_s"] for p in rec["curve"]]
+        ys = [p["dice"] for p in rec["curve"]]
+        ax.plot(xs, ys, marker="o", ms=3, color=colours.get(name), label=f"{name} ({rec['epochs']} epochs)")
+        ax.axvline(rec["own_time_s"], color=colours.get(name), ls=":", lw=0.8)
+    for t in results["thresholds"]:
+        ax.axhline(t, color="grey", ls="--", lw=0.6)
+    r90 = results.get("ratio_time_to_dice_0.90")
+    lb90 = results.get("ratio_time_to_dice_0.90_lower_bound")
+    ratio = f"{r90}x" if r90 else (f">= {lb90}x" if lb90 else "n/a")
+    ax.set_title(f"spleen-fast-train, synthetic phantoms, {results['device']}: time to Dice 0.90 ratio {ratio}", fontsize=9)
+    ax.set_xlabel("own wall time (s), caching and validation included")
+    ax.set_ylabel("validation mean Dice (spleen)")
+    ax.set_ylim(0, 1)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
+    os.close(fd)
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+class _IterationProfiler:
+    """Per-iteration phase times of a MONAI ``SupervisedTrainer`` from its own events.
+
+    data: GET_BATCH_STARTED → GET_BATCH_COMPLETED; forward: → FORWARD_COMPLETED (includes moving the batch to the
+    device and zero_grad); loss: → LOSS_COMPLETED; backward: → BACKWARD_COMPLETED; optimizer: → MODEL_COMPLETED;
+    post: → ITERATION_COMPLETED (post-transforms, training metric, logging handlers).
+    """
+
+    PHASES = ("data", "forward", "loss", "backward", "optimizer", "post")
+
+    def __init__(self, trainer: Any) -> None:
+        from ignite.engine import Events
+        from monai.engines.utils import IterationEvents
+
+        self.times: dict[str, list[float]] = {p: [] for p in self.PHASES}
+        self._t: dict[str, float] = {}
+        marks = [
+            (Events.GET_BATCH_STARTED, "gs"), (Events.GET_BATCH_COMPLETED, "gc"),
+            (IterationEvents.FORWARD_COMPLETED, "fc"), (IterationEvents.LOSS_COMPLETED, "lc"),
+            (IterationEvents.BACKWARD_COMPLETED, "bc"), (IterationEvents.MODEL_COMPLETED, "mc"),
+            (Events.ITERATION_COMPLETED, "ic"),
+        ]
+        for event, key in marks:
+            trainer.add_event_handler(event, self._mark, key)
+
+    def _mark(self, engine: Any, key: str) -> None:
+        self._t[key] = time.perf_counter()
+        if key == "ic" and all(k in self._t for k in ("gs", "gc", "fc", "lc", "bc", "mc")):
+            t = self._t
+            for phase, (a, b) in zip(self.PHASES, [("gs", "gc"), ("gc", "fc"), ("fc", "lc"), ("lc", "bc"), ("bc", "mc"), ("mc", "ic")]):
+                self.times[phase].append(t[b] - t[a])
+            self._t = {}
+
+
+def _time_fast(parser: Any, *, epochs: int, train_budget_s: float | None, validate_at_end: bool,
+               skip_first: int = 1, iterations: int | None = None) -> dict[str, Any]:
+    """Build the fast recipe from ``parser``, train it, and return the phase profile (and the final Dice).
+
+    Training stops after ``train_budget_s`` seconds of iteration time or ``iterations`` iterations, else at the
+    configured epochs; the first ``skip_first`` iterations (warm-up) are left out of the per-iteration means.
+    """
+    from ignite.engine import Events
+
+    t0 = time.perf_counter()
+    trainer, evaluator = _build_fast(parser)
+    setup_s = time.perf_counter() - t0
+    prof = _IterationProfiler(trainer)
+    val_times: list[float] = []
+    vt: dict[str, float] = {}
+    evaluator.add_event_handler(Events.STARTED, lambda e: vt.__setitem__("t", time.perf_counter()))
+    evaluator.add_event_handler(Events.COMPLETED, lambda e: val_times.append(time.perf_counter() - vt["t"]))
+    clock = {"train": 0.0}
+
+    @trainer.on(Events.ITERATION_COMPLETED)
+    def _budget(engine: Any) -> None:
+        clock["train"] = sum(sum(v) for v in prof.times.values())
+        if train_budget_s is not None and clock["train"] > train_budget_s:
+            engine.terminate()
+        if iterations is not None and len(prof.times["data"]) >= iterations:
+            engine.terminate()
+
+    t1 = time.perf_counter()
+    trainer.run()
+    run_s = time.perf_counter() - t1
+    dice = None
+    if validate_at_end:
+        evaluator.run()
+        dice = float(evaluator.state.metrics[_metric_name(parser)])
+    steps = len(prof.times["data"])
+    per_it = {p: sum(v[skip_first:]) / max(len(v) - skip_first, 1) for p, v in prof.times.items()}
+    it_s = sum(per_it.values())
+    crops = int(parser.get_parsed_content("batch_size")) * int(parser.get_parsed_content("samples_per_volume"))
+    return {
+        "setup_s": round(setup_s, 2),
+        "iterations": steps,
+        "epochs": trainer.state.epoch,
+        "train_s": round(run_s - sum(val_times), 2),
+        "seconds_per_iteration": round(it_s, 3),
+        "crops_per_iteration": crops,
+        "seconds_per_crop": round(it_s / crops, 4),
+        "phase_s": {p: round(v, 4) for p, v in per_it.items()},
+        "phase_share": {p: round(v / it_s, 3) for p, v in per_it.items()} if it_s else {},
+        "validations": len(val_times),
+        "seconds_per_validation": round(sum(val_times) / len(val_times), 2) if val_times else None,
+        "final_dice": dice,
+    }
+
+
+def profile(
+    out: str = "runs/bench_spleen_profile",
+    epochs: int = 2,
+    n_cases: int | None = None,
+    resolution: str = "scan",
+    dataset_dir: str | None = None,
+    configs: list[str] | None = None,
+    override: Any = None,
+    device: str | None = None,
+) -> None:
+    """Where the fast recipe's time goes: per-iteration data / forward / loss / backward / optimizer / post, the
+    validation time, and the share of validation in wall time, over ``epochs`` epochs (validating on the last).
+    Writes ``profile.json`` under ``out``."""
+    out_dir = Path(out).resolve()
+    ovr = {**_data_overrides(dataset_dir, n_cases, resolution), "bundle_root": str(BUNDLE),
+           "ckpt_dir": str(out_dir / "models"), "output_dir": str(out_dir / "eval"), "epochs": int(epochs),
+           "val_interval": int(epochs), **_as_dict(override)}
+    if device is not None:
+        ovr["device"] = f"$torch.device('{device}')"
+    files = _config_files(configs, device)
+    parser = _parser(files, ovr)
+    parser.get_parsed_content("train#datalist")  # generate data outside the timings
+    parser.get_parsed_content("validate#datalist")
+    res = _time_fast(parser, epochs=epochs, train_budget_s=None, validate_at_end=False)
+    its_per_epoch = res["iterations"] / max(res["epochs"], 1)
+    epoch_train_s = res["seconds_per_iteration"] * its_per_epoch
+    res["iterations_per_epoch"] = its_per_epoch
+    res["configs"] = [f.name for f in files]
+    res["overrides"] = _as_dict(override)
+    res["machine"] = _machine()
+    if res["seconds_per_validation"]:
+        res["validation_share_at_val_interval"] = {
+            str(k): round(res["seconds_per_validation"] / (k * epoch_train_s + res["seconds_per_validation"]), 3)
+            for k in (1, 2, 5)
+        }
+    _atomic_write_text(out_dir / "profile.json", json.dumps(res, indent=2) + "\n")
+    print(json.dumps(res, indent=2))
+    return None
+
+
+CANDIDATES: dict[str, dict[str, Any]] = {
+    "train.json defaults": {},
+    "no caching (cache_rate 0)": {"train#dataset#cache_rate": 0.0},
+    "track_meta true in cache": {"train#cache_format#track_meta": True},
+    "1 torch thread": {"num_threads": 1},
+    "channels-last 3d": {"network": "$@network_def.to(@device, memory_format=torch.channels_last_3d)"},
+    "crop 64^3": {"roi_size": [64, 64, 64]},
+    "batch 2 x 2 crops": {"batch_size": 2, "samples_per_volume": 2},
+    "crop 64^3, batch 2 x 2": {"roi_size": [64, 64, 64], "batch_size": 2, "samples_per_volume": 2},
+    "SGD lr 0.05 momentum 0.9": {"optimizer": {"_target_": "torch.optim.SGD", "params": "$@network.parameters()",
+                                               "lr": 0.05, "momentum": 0.9, "nesterov": True}},
+    "Adam lr 1e-3": {"optimizer": {"_target_": "torch.optim.Adam", "params": "$@network.parameters()", "lr": 0.001}},
+    "Novograd lr 0.01": {"learning_rate": 0.01},
+}
+
+
+def candidates(
+    out: str = "runs/bench_spleen_candidates",
+    names: list[str] | None = None,
+    budget_s: float = 150.0,
+    iterations: int | None = None,
+    n_cases: int | None = None,
+    resolution: str = "scan",
+    dataset_dir: str | None = None,
+    override: Any = None,
+    device: str | None = None,
+    validate: bool = True,
+    reuse_cache: bool = True,
+) -> None:
+    """Measure CPU speed-up candidates on the fast recipe (train.json + one override set each).
+
+    Each candidate trains for ``budget_s`` seconds of iteration time (or ``iterations`` iterations) from the same
+    seed, then (``validate``) validates once on the validation cases: seconds per iteration and per crop, the phase
+    split, and the Dice reached within the same training time. With ``reuse_cache`` the deterministic part is cached
+    once and shared by the candidates that do not change it (their ``setup_s`` is then not a caching time).
+    Writes ``candidates.json`` under ``out``.
+    """
+    out_dir = Path(out).resolve()
+    chosen = list(CANDIDATES) if not names else [n for n in CANDIDATES if n in names or any(k in n for k in names)]
+    base = {**_data_overrides(dataset_dir, n_cases, resolution), "bundle_root": str(BUNDLE),
+            "ckpt_dir": str(out_dir / "models"), "output_dir": str(out_dir / "eval"), "val_interval": 10**9,
+            "epochs": 10**6, **_as_dict(override)}
+    if device is not None:
+        base["device"] = f"$torch.device('{device}')"
+    train_json = [BUNDLE / "configs" / "train.json"]
+    _parser(train_json, base).get_parsed_content("validate#datalist")  # data generated outside the timings
+    rows: dict[str, Any] = {}
+    shared_cache: dict[str, Any] = {}
+    for name in chosen:
+        ovr = dict(base) | CANDIDATES[name]
+        parser = _parser(train_json, ovr)
+        touches_cache = any(k.startswith(("train#dataset", "train#cache_format", "cache")) for k in CANDIDATES[name])
+        if reuse_cache and not touches_cache and shared_cache:
+            import copy
+
+            for key in ("train", "validate"):  # same cached items, this candidate's random transforms
+                ds = copy.copy(shared_cache[key])
+                ds.transform = parser.get_parsed_content(f"{key}#preprocessing")
+                parser[f"{key}#dataset"] = ds
+        print(f"--- candidate: {name}", flush=True)
+        res = _time_fast(parser, epochs=10**6, train_budget_s=budget_s if iterations is None else None,
+                         validate_at_end=validate, iterations=iterations)
+        if reuse_cache and not touches_cache and not shared_cache:
+            shared_cache = {k: parser.get_parsed_content(f"{k}#dataset") for k in ("train", "validate")}
+        res["overrides"] = CANDIDATES[name]
+        rows[name] = res
+        print(json.dumps({k: res[k] for k in ("setup_s", "seconds_per_iteration", "seconds_per_crop", "iterations",
+                                              "seconds_per_validation", "final_dice")}), flush=True)
+        _atomic_write_text(out_dir / "candidates.json",
+                           json.dumps({"budget_s": budget_s, "machine": _machine(), "rows": rows}, indent=2) + "\n")
+    return None
+
+
+def micro(
+    out: str = "runs/bench_spleen_micro",
+    sizes: list[int] | tuple[int, ...] = (64, 96),
+    batch: int = 4,
+    steps: int = 3,
+    threads: list[int] | tuple[int, ...] | None = None,
+) -> None:
+    """Train-step and inference micro-benchmark of the bundle's UNet on random tensors (no data): fp32 against
+    channels-last and bf16 autocast on CPU, for each crop size and torch thread count. Writes ``micro.json``."""
+    import torch
+
+    parser = _parser([BUNDLE / "configs" / "train.json"], {"bundle_root": str(BUNDLE)})
+    threads = list(threads) if threads else sorted({1, os.cpu_count() or 1})
+    rows = []
+    for n_threads in threads:
+        torch.set_num_threads(int(n_threads))
+        for size in sizes:
+            for variant in ("fp32", "channels_last_3d", "bf16_autocast"):
+                torch.manual_seed(0)
+                net = _net_from(parser)
+                x = torch.rand(batch, 1, size, size, size)
+                y = (torch.rand(batch, 1, size, size, size) > 0.9).long()
+                if variant == "channels_last_3d":
+                    net = net.to(memory_format=torch.channels_last_3d)
+                    x = x.contiguous(memory_format=torch.channels_last_3d)
+                loss_fn = parser.get_parsed_content("loss", instantiate=True)
+                opt = torch.optim.SGD(net.parameters(), lr=0.01)
+                ctx = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if variant == "bf16_autocast" else torch.enable_grad
+
+                def step() -> None:
+                    opt.zero_grad()
+                    with ctx():
+                        loss = loss_fn(net(x), y)
+                    loss.float().backward()
+                    opt.step()
+
+                def infer() -> None:
+                    net.eval()
+                    with torch.no_grad(), ctx():
+                        net(x)
+                    net.train()
+
+                res: dict[str, Any] = {"threads": n_threads, "crop": size, "batch": batch, "variant": variant}
+                for name, fn in (("train_step_s", step), ("inference_s", infer)):
+                    fn()  # warm-up
+                    t0 = time.perf_counter()
+                    for _ in range(steps):
+                        fn()
+                    res[name] = round((time.perf_counter() - t0) / steps, 3)
+                rows.append(res)
+                print(json.dumps(res), flush=True)
+    out_dir = Path(out).resolve()
+    _atomic_write_text(out_dir / "micro.json", json.dumps({"machine": _machine(), "rows": rows}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    fire.Fire({"bench": bench, "profile": profile, "candidates": candidates, "micro": micro})
