@@ -9,7 +9,7 @@ from scipy import ndimage
 
 from .anatomy import BTCV_LABELS, paint_patient, sample_patient
 from .appearance import hu_lookup, sample_appearance
-from .canvas import Canvas
+from .canvas import Canvas, parallel_map
 from .geometry import ORIENTATIONS, RESOLUTIONS, reorient, sample_grid
 from .lesions import paint_lesions
 
@@ -47,6 +47,48 @@ def _psf_noise_gain(sigma_vox: float) -> float:
     k = np.exp(-0.5 * (x / sigma_vox) ** 2)
     k /= k.sum()
     return float((k ** 2).sum())
+
+
+def _render(cv: Canvas, sub: int, app: dict, tex_field, sigma: float, spacing_xy: tuple[float, float],
+            rng: np.random.Generator, chunk: int = 8) -> np.ndarray:
+    """Tissue ids -> int16 HU: lookup + texture, partial volume over sub-slices, noise, in-plane PSF, padding.
+
+    Runs in chunks of ``chunk`` output slices (cache-friendly, parallel threads); each chunk's noise comes from its
+    own seeded stream, so the result does not depend on the number of threads.
+    """
+    base, amp = hu_lookup(app)
+    nx, ny, nzs = cv.tis.shape
+    nz = nzs // sub
+    out = np.empty((nx, ny, nz), np.int16)
+    sx, sy = spacing_xy
+    sig = (app["psf_sigma_mm"] / sx, app["psf_sigma_mm"] / sy, 0.0)
+    # the PSF also filters the noise; scale white noise so the final noise has standard deviation ``sigma``
+    wn = np.float32(sigma / np.sqrt(_psf_noise_gain(sig[0]) * _psf_noise_gain(sig[1])))
+    n_chunks = (nz + chunk - 1) // chunk
+    seeds = np.random.SeedSequence(int(rng.integers(2 ** 63))).spawn(n_chunks)
+    pad = app["fov_padding"]
+    outside = None
+    if not np.isnan(pad):
+        X, Y = np.meshgrid(np.arange(nx) - (nx - 1) / 2, np.arange(ny) - (ny - 1) / 2, indexing="ij")
+        outside = (X ** 2 + Y ** 2) > (min(nx, ny) / 2) ** 2
+
+    def one(ci: int) -> None:
+        k0, k1 = ci * chunk, min(nz, (ci + 1) * chunk)
+        t = cv.tis[:, :, k0 * sub:k1 * sub]
+        hu = tex_field(cv.xs, cv.ys, cv.zs[k0 * sub:k1 * sub])
+        hu *= amp[t]
+        hu += base[t]
+        if sub > 1:
+            hu = hu.reshape(nx, ny, k1 - k0, sub).mean(axis=-1, dtype=np.float32)
+        hu += np.random.default_rng(seeds[ci]).standard_normal(hu.shape, dtype=np.float32) * wn
+        hu = ndimage.gaussian_filter(hu, sig, mode="nearest")
+        np.clip(hu, -1024, 3071, out=hu)
+        if outside is not None:
+            hu[outside] = pad
+        out[:, :, k0:k1] = np.rint(hu)
+
+    parallel_map(one, range(n_chunks))
+    return out
 
 
 def generate_phantom(seed: int, *, resolution: str = "scan", phase: str | None = None, lesions: bool = False,
@@ -94,31 +136,12 @@ def generate_phantom(seed: int, *, resolution: str = "scan", phase: str | None =
     paint_patient(cv, p)
     lesion_info = paint_lesions(cv, r_les) if lesions else []
 
-    # appearance: lookup per tissue + low-frequency texture, then partial volume over the sub-slices
-    base, amp = hu_lookup(app)
-    hu = p["f_tex"](cv.xs, cv.ys, cv.zs)
-    hu *= amp[cv.tis]
-    hu += base[cv.tis]
-    nx, ny, nzs = hu.shape
     c = (grid.sub - 1) // 2
     label = np.ascontiguousarray(cv.lab[:, :, c::grid.sub])
     les = None if cv.lesion is None else np.ascontiguousarray(cv.lesion[:, :, c::grid.sub])
-    if grid.sub > 1:
-        hu = hu.reshape(nx, ny, nzs // grid.sub, grid.sub).mean(axis=-1, dtype=np.float32)
-    del cv
-    # scanner noise, correlated in-plane by the reconstruction kernel (the PSF blurs image and noise together)
-    sig_v = app["psf_sigma_mm"] / sx
-    gain = _psf_noise_gain(sig_v) * _psf_noise_gain(app["psf_sigma_mm"] / sy)
     sigma = float(np.clip(app["noise_sigma_5mm"] * np.sqrt(5.0 / sz), 8.0, 30.0))
-    hu += r_noise.standard_normal(hu.shape, dtype=np.float32) * np.float32(sigma / np.sqrt(gain))
-    hu = ndimage.gaussian_filter(hu, (sig_v, app["psf_sigma_mm"] / sy, 0), mode="nearest")
-    np.clip(hu, -1024, 3071, out=hu)
-    if not np.isnan(app["fov_padding"]):
-        X, Y = np.meshgrid(np.arange(nx) - (nx - 1) / 2, np.arange(ny) - (ny - 1) / 2, indexing="ij")
-        hu[(X ** 2 + Y ** 2) > (nx / 2) ** 2] = app["fov_padding"]
-    image = np.rint(hu).astype(np.int16)
-    del hu
-
+    image = _render(cv, grid.sub, app, p["f_tex"], sigma, (sx, sy), r_noise)
+    del cv
     vox_ml = sx * sy * sz / 1000.0
     counts = np.bincount(label.ravel(), minlength=14)
     volumes = {BTCV_LABELS[i]: round(float(counts[i]) * vox_ml, 2) for i in range(1, 14)}

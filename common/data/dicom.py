@@ -1,0 +1,106 @@
+"""Write a HU volume as a DICOM CT series (one file per slice) so that DICOM inputs can be tested.
+
+The geometry follows DICOM's patient coordinate system (LPS+): ImageOrientationPatient holds the direction cosines
+of the rows and columns, ImagePositionPatient the centre of the first pixel of each slice, PixelSpacing the
+(row, column) spacing. Readers (ITK, MONAI's PydicomReader) rebuild the affine from these tags.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import pathlib
+
+import numpy as np
+from nibabel.orientations import apply_orientation, axcodes2ornt, io_orientation, ornt_transform, inv_ornt_aff
+
+from .io import atomic_write_bytes
+
+__all__ = ["write_dicom_series"]
+
+CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
+_RAS2LPS = np.diag([-1.0, -1.0, 1.0])
+
+
+def write_dicom_series(image_hu: np.ndarray, affine: np.ndarray, out_dir: str | os.PathLike, *,
+                       series_description: str = "phantom", rescale_intercept: float = -1024.0) -> pathlib.Path:
+    """Write ``image_hu`` (HU, any axis order described by the RAS+ ``affine``) as a CT series in ``out_dir``.
+
+    Args:
+        image_hu: 3-D array of Hounsfield units (integer or float; rounded to integers).
+        affine: 4x4 voxel -> world RAS+ (mm) affine of ``image_hu``, as in NIfTI.
+        out_dir: folder for the series (created); files are ``IM_0001.dcm``... in slice order, written atomically.
+        series_description: SeriesDescription tag.
+        rescale_intercept: stored value = HU - intercept (signed 16 bit), RescaleSlope 1.
+
+    Returns:
+        The series folder. UIDs are derived from the pixel data, so one volume gives identical files.
+    """
+    import pydicom
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    arr = np.asarray(image_hu)
+    if arr.ndim != 3:
+        raise ValueError(f"image_hu must be 3-D, got shape {arr.shape}")
+    affine = np.asarray(affine, dtype=np.float64)
+    # reorder voxels to L, P, S axes: rows run along +L, columns along +P, slices along +S
+    tr = ornt_transform(io_orientation(affine), axcodes2ornt(("L", "P", "S")))
+    vol = apply_orientation(arr, tr)
+    aff = affine @ inv_ornt_aff(tr, arr.shape)
+    lps = _RAS2LPS @ aff[:3, :3]
+    spacing = np.sqrt((lps ** 2).sum(axis=0))
+    row_cos, col_cos = lps[:, 0] / spacing[0], lps[:, 1] / spacing[1]
+    stored = np.rint(vol - rescale_intercept)
+    if stored.min() < -32768 or stored.max() > 32767:
+        raise ValueError("HU values do not fit signed 16-bit storage with this intercept")
+    stored = stored.astype(np.int16)
+    digest = hashlib.sha1(stored.tobytes() + affine.tobytes() + series_description.encode()).hexdigest()
+    study_uid = generate_uid(entropy_srcs=[digest, "study"])
+    series_uid = generate_uid(entropy_srcs=[digest, "series"])
+    frame_uid = generate_uid(entropy_srcs=[digest, "frame"])
+    out = pathlib.Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for k in range(vol.shape[2]):
+        pos = _RAS2LPS @ (aff @ np.array([0.0, 0.0, k, 1.0]))[:3]
+        sop_uid = generate_uid(entropy_srcs=[digest, "sop", str(k)])
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = CT_IMAGE_STORAGE
+        meta.MediaStorageSOPInstanceUID = sop_uid
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = Dataset()
+        ds.file_meta = meta
+        ds.SOPClassUID = CT_IMAGE_STORAGE
+        ds.SOPInstanceUID = sop_uid
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study_uid, series_uid, frame_uid
+        ds.Modality = "CT"
+        ds.PatientName = "Synthetic^Phantom"
+        ds.PatientID = "PHANTOM-" + digest[:8]
+        ds.StudyDescription = "Synthetic phantom CT (not patient data)"
+        ds.SeriesDescription = series_description
+        ds.SeriesNumber = 1
+        ds.InstanceNumber = k + 1
+        ds.ImageType = ["DERIVED", "SECONDARY", "AXIAL"]
+        ds.ImageOrientationPatient = [float(f"{v:.6f}") for v in (*row_cos, *col_cos)]
+        ds.ImagePositionPatient = [float(f"{v:.4f}") for v in pos]
+        ds.SliceLocation = float(f"{pos[2]:.4f}")
+        # PixelSpacing is (distance between rows, distance between columns) = (column step, row step)
+        ds.PixelSpacing = [float(f"{spacing[1]:.6f}"), float(f"{spacing[0]:.6f}")]
+        ds.SliceThickness = float(f"{spacing[2]:.6f}")
+        ds.SpacingBetweenSlices = float(f"{spacing[2]:.6f}")
+        ds.Rows, ds.Columns = int(vol.shape[1]), int(vol.shape[0])
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
+        ds.PixelRepresentation = 1
+        ds.RescaleIntercept = float(rescale_intercept)
+        ds.RescaleSlope = 1.0
+        ds.RescaleType = "HU"
+        ds.WindowCenter, ds.WindowWidth = 40, 400
+        # rows are indexed by the P axis (j), columns by the L axis (i)
+        ds.PixelData = np.ascontiguousarray(stored[:, :, k].T).tobytes()
+        buf = io.BytesIO()
+        pydicom.dcmwrite(buf, ds, enforce_file_format=True)
+        atomic_write_bytes(out / f"IM_{k + 1:04d}.dcm", buf.getvalue())
+    return out

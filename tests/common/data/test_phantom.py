@@ -1,0 +1,199 @@
+"""Tests of the synthetic phantom engine (common.data.phantom): determinism, anatomy, appearance, difficulty."""
+
+from __future__ import annotations
+
+import functools
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+
+from common.data.phantom import BTCV_LABELS, LITERATURE_RANGES, ORIENTATIONS, PHASES, generate_phantom
+from common.data.phantom.baseline import threshold_lcc_dice
+
+SEEDS = range(8)
+
+
+@functools.lru_cache(maxsize=None)
+def tiny(seed: int, orientation: str | None = None, phase: str | None = None):
+    return generate_phantom(seed, resolution="tiny", orientation=orientation, phase=phase)
+
+
+def world_centroid(ph, lab: int) -> np.ndarray:
+    idx = np.argwhere(ph.label == lab).mean(axis=0)
+    return (ph.affine @ np.append(idx, 1.0))[:3]
+
+
+def test_same_seed_identical_arrays():
+    a = generate_phantom(11, resolution="tiny", lesions=True)
+    b = generate_phantom(11, resolution="tiny", lesions=True)
+    assert a.image.dtype == np.int16 and a.label.dtype == np.uint8
+    assert np.array_equal(a.image, b.image) and np.array_equal(a.label, b.label)
+    assert np.array_equal(a.lesion_label, b.lesion_label) and np.array_equal(a.affine, b.affine)
+    assert a.meta == b.meta
+
+
+def test_different_seeds_different_anatomy():
+    a, b = tiny(0, "RAS"), tiny(1, "RAS")
+    va, vb = a.meta["organ_volumes_ml"], b.meta["organ_volumes_ml"]
+    assert abs(va["spleen"] - vb["spleen"]) > 1.0 or abs(va["liver"] - vb["liver"]) > 10.0
+    assert a.label.shape != b.label.shape or (a.label != b.label).mean() > 0.01
+
+
+def test_same_anatomy_at_every_resolution():
+    """The seed fixes the patient; the grid only samples it (spleen volume within 15 %)."""
+    t, f = generate_phantom(4, resolution="tiny"), generate_phantom(4, resolution="fast")
+    vt, vf = t.meta["organ_volumes_ml"]["spleen"], f.meta["organ_volumes_ml"]["spleen"]
+    assert abs(vt - vf) / vf < 0.15
+    assert np.allclose(world_centroid(t, 1), world_centroid(f, 1), atol=6.0)
+
+
+@pytest.mark.parametrize("seed", list(SEEDS))
+def test_organs_present_connected_and_inside_body(seed):
+    ph = tiny(seed, "RAS")
+    lab_body, _ = ndimage.label(ph.image > -400)
+    sizes = np.bincount(lab_body.ravel())
+    sizes[0] = 0
+    body = lab_body == np.argmax(sizes)  # the table is a separate component
+    for k in range(body.shape[2]):  # the body outline is closed in every axial slice (lungs are inside it)
+        body[:, :, k] = ndimage.binary_fill_holes(body[:, :, k])
+    for lab, name in BTCV_LABELS.items():
+        if lab == 0 or (name == "gallbladder" and ph.meta["organ_volumes_ml"][name] == 0):
+            continue  # a few phantoms have had a cholecystectomy
+        m = ph.label == lab
+        assert m.any(), f"{name} missing"
+        assert body[m].mean() > 0.99, f"{name} outside the body"
+        if name in ("spleen", "liver", "right_kidney", "left_kidney", "stomach", "aorta"):
+            cc, n = ndimage.label(m)
+            assert np.bincount(cc.ravel())[1:].max() / m.sum() > 0.85, f"{name} fragmented"
+
+
+def test_painting_never_overwrites_a_labelled_organ():
+    """Organs are painted only into free tissue, so every label's voxels survive later organs (no overlap)."""
+    from common.data.phantom import anatomy
+    from common.data.phantom.canvas import Canvas
+    from common.data.phantom.geometry import sample_grid
+
+    p = anatomy.sample_patient(np.random.default_rng(3))
+    zk, ak, yak, yp = p["cavity_keys"]
+    grid = sample_grid(np.random.default_rng(0), "tiny", 2 * ak.max() + 80, yak.max() - yp + 80,
+                       (yak.max() + yp) / 2, 40.0, -300.0)
+    cv = Canvas(grid.xs, grid.ys, grid.sub_zs, min_radius=2.5)
+    seen = {}
+    original_paint = cv.paint
+
+    def paint(sl, mask, tissue, label=None, allowed=None, lesion=None):
+        before = cv.lab[sl].copy()
+        changed = original_paint(sl, mask, tissue, label, allowed, lesion)
+        if label is not None:
+            overwritten = set(np.unique(before[changed]).tolist()) - {0, label}
+            assert not overwritten, f"label {label} painted over {overwritten}"
+            seen[label] = True
+        return changed
+
+    cv.paint = paint
+    anatomy.paint_patient(cv, p)
+    assert len(seen) >= 12
+
+
+@pytest.mark.parametrize("code", ORIENTATIONS)
+def test_left_right_in_world_coordinates(code):
+    """RAS+: x grows towards the patient's right, so spleen/left kidney/aorta have smaller x than liver/right
+    kidney/IVC, whatever the array's axis code."""
+    ph = tiny(2, code)
+    assert "".join(nib.aff2axcodes(ph.affine)) == code
+    x = {lab: world_centroid(ph, lab)[0] for lab in (1, 2, 3, 6, 8, 9)}
+    assert x[1] < x[6] - 60, "spleen must be on the patient's left of the liver"
+    assert x[3] < x[2] - 60, "left kidney must be on the patient's left"
+    assert x[8] < x[9], "aorta left of the IVC"
+    body_mid = np.mean([x[8], x[9]])
+    assert x[1] < body_mid < x[6]
+    zl, zr = world_centroid(ph, 3)[2], world_centroid(ph, 2)[2]
+    assert zr < zl, "the right kidney sits lower than the left"
+    assert world_centroid(ph, 1)[1] < world_centroid(ph, 7)[1], "spleen posterior to the stomach"
+
+
+def test_monai_orientation_recovers_the_same_anatomy():
+    from monai.data import MetaTensor
+    from monai.transforms import Orientation
+
+    ref = tiny(5, "RAS")
+    for code in ("LPS", "SLP", "ASR", "LPI"):
+        ph = tiny(5, code)
+        assert not np.array_equal(ph.affine, ref.affine)
+        for arr, want in ((ph.image, ref.image), (ph.label, ref.label)):
+            mt = MetaTensor(torch.as_tensor(arr)[None], affine=torch.as_tensor(ph.affine))
+            out = Orientation(axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S")))(mt)
+            assert np.array_equal(out[0].numpy(), want)
+            assert np.allclose(out.affine.numpy(), ref.affine, atol=1e-4)
+
+
+def test_organ_volumes_in_range():
+    ranges = {"spleen": (60, 480), "liver": (900, 2700), "right_kidney": (70, 260), "left_kidney": (70, 260),
+              "pancreas": (20, 130), "gallbladder": (0, 100), "right_adrenal_gland": (0.5, 12),
+              "left_adrenal_gland": (0.5, 12), "esophagus": (2, 25), "stomach": (100, 1200),
+              "portal_and_splenic_veins": (8, 60), "aorta": (20, 160), "inferior_vena_cava": (25, 220)}
+    spleens = []
+    for s in SEEDS:
+        vol = tiny(s).meta["organ_volumes_ml"]
+        for name, (lo, hi) in ranges.items():
+            assert lo <= vol[name] <= hi, f"seed {s}: {name} {vol[name]} mL outside [{lo}, {hi}]"
+        spleens.append(vol["spleen"])
+    assert np.std(spleens) > 20, "spleen size must vary between patients"
+
+
+@pytest.mark.parametrize("phase", PHASES)
+def test_mean_hu_in_literature_range(phase):
+    """Parenchymal mean HU (masks eroded by one voxel, away from partial volume) per phase, 'fast' grid."""
+    ph = generate_phantom(6, resolution="fast", phase=phase)
+    assert ph.meta["phase"] == phase
+    names = {v: k for k, v in BTCV_LABELS.items()}
+    for name, rng in LITERATURE_RANGES.items():
+        lo, hi = rng[PHASES.index(phase)]
+        m = ndimage.binary_erosion(ph.label == names[name])
+        if m.sum() < 30:
+            continue
+        mean = float(ph.image[m].mean())
+        assert lo <= mean <= hi, f"{phase} {name}: mean {mean:.1f} HU outside [{lo}, {hi}]"
+
+
+def test_noise_level_in_range():
+    ph = tiny(3)
+    assert 8.0 <= ph.meta["noise_sigma_hu"] <= 30.0
+    sub = ph.image[ph.label == 6].astype(float)  # liver: smooth texture, so the spread is mostly noise
+    assert 4.0 < sub.std() < 60.0
+
+
+def test_threshold_baseline_cannot_find_the_spleen():
+    """An oracle HU window + largest connected component must not solve the task (mean Dice < 0.5)."""
+    dice = [threshold_lcc_dice(tiny(s).image, tiny(s).label == 1) for s in SEEDS]
+    assert np.mean(dice) < 0.5, dice
+    assert max(dice) < 0.7, dice
+
+
+def test_lesions_have_their_own_label_inside_organs():
+    ph = generate_phantom(8, resolution="tiny", lesions=True)
+    assert ph.lesion_label is not None and ph.lesion_label.shape == ph.label.shape
+    assert ph.meta["lesions"]
+    les = ph.lesion_label > 0
+    assert les.any()
+    assert set(np.unique(ph.label[les]).tolist()) <= {1, 2, 3, 6}
+    assert generate_phantom(8, resolution="tiny").lesion_label is None
+
+
+def test_scan_geometry_ranges():
+    for s in range(4):
+        m = generate_phantom(s, resolution="tiny").meta
+        assert m["resolution"] == "tiny" and max(m["shape"]) <= 96
+        assert all(4.0 <= v <= 5.0 for v in m["spacing"])
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError):
+        generate_phantom(0, resolution="huge")
+    with pytest.raises(ValueError):
+        generate_phantom(0, resolution="tiny", phase="delayed")
+    with pytest.raises(ValueError):
+        generate_phantom(0, resolution="tiny", orientation="XYZ")
