@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import copy
 import hashlib
 import inspect
 import json
@@ -217,9 +218,11 @@ def _one_line(text: str, limit: int = 300) -> str:
 def _last_error_line(output: str) -> str:
     """The most informative line of a failed subprocess: the last 'XxxError: ...' line, else the last line."""
     lines = [ln.strip() for ln in output.strip().splitlines() if ln.strip()]
-    for ln in reversed(lines):
-        if re.match(r"^[\w.]*(Error|Exception)\b", ln):
-            return _one_line(ln)
+    for i in range(len(lines) - 1, -1, -1):
+        if re.match(r"^[\w.]*(Error|Exception)\b", lines[i]):
+            # TorchScript puts its reason on the line after a bare "RuntimeError:"
+            text = lines[i] if not lines[i].endswith(":") or i + 1 == len(lines) else f"{lines[i]} {lines[i + 1]}"
+            return _one_line(text)
     return _one_line(lines[-1]) if lines else "no output"
 
 
@@ -230,9 +233,12 @@ def _bundle_on_path(bundle_dir: Path) -> Iterator[None]:
     ``scripts`` is not shadowed."""
     added = [p for p in (str(REPO_ROOT), str(bundle_dir)) if p not in sys.path]
     sys.path[:0] = added
+    dont_write = sys.dont_write_bytecode
+    sys.dont_write_bytecode = True  # importing the bundle's scripts must not write __pycache__ into it
     try:
         yield
     finally:
+        sys.dont_write_bytecode = dont_write
         for p in added:
             with contextlib.suppress(ValueError):
                 sys.path.remove(p)
@@ -766,13 +772,22 @@ def check_torchscript_export(ctx: BundleContext) -> str:
     net, ckpt, key, source = _eager_net_and_checkpoint(ctx)
     shape, dtype = _input_shape(ctx)
     out = ctx.workdir / "model.ts"
-    _start_bundle_cli(ctx, "ts", ["ckpt_export", *_export_args(ctx, out, ckpt, key)])
     if "onnx_export" in ctx.planned and "proc:onnx" not in ctx._cache:
         _start_bundle_cli(ctx, "onnx", ["onnx_export", *_export_args(ctx, ctx.workdir / "model.onnx", ckpt, key)])
-    rc, output = _finish_bundle_cli(ctx, "ts")
+    # Scripting in-process takes well under a second; when it cannot work (SwinUNETR, ViTAutoEnc ...) this
+    # spares a ckpt_export run that would only import MONAI to fail the same way.
+    script_error = ""
+    try:
+        torch.jit.script(copy.deepcopy(net))
+    except Exception as e:
+        script_error = _last_error_line(f"{type(e).__name__}: {e}")
+    if not script_error:
+        _start_bundle_cli(ctx, "ts", ["ckpt_export", *_export_args(ctx, out, ckpt, key)])
+        rc, output = _finish_bundle_cli(ctx, "ts")
+        if rc != 0 or not out.is_file():
+            script_error = _last_error_line(output)
     mode = "scripted"
-    if rc != 0 or not out.is_file():
-        script_error = _last_error_line(output)
+    if script_error:
         shape_arg = "[" + ",".join(map(str, shape)) + "]"
         trace_args = ["--use_trace", "True", "--input_shape", shape_arg]
         _start_bundle_cli(ctx, "ts_trace", ["ckpt_export", *_export_args(ctx, out, ckpt, key), *trace_args])

@@ -260,3 +260,29 @@ def write_minimal_bundle(root: Path) -> Path:
     (root / "docs" / "data_license.txt").write_text("No data: synthetic test fixture.\n")
     (root / "large_files.yml").write_text(LARGE_FILES)
     return root
+
+
+TRACE_ONLY_NET = '''"""A UNet whose forward calls numpy: torch.jit.script cannot compile it, torch.jit.trace can."""
+
+import numpy as np
+from monai.networks.nets import UNet
+
+
+class TraceOnlyUNet(UNet):
+    def forward(self, x):
+        return super().forward(x) * float(np.ones(1)[0])
+'''
+
+
+def use_trace_only_network(root: Path) -> Path:
+    """Switch the bundle's ``network_def`` (train and inference) to a bundle-specific network in ``scripts/``
+    that can only be traced, to exercise the verifier's trace fallback."""
+    (root / "scripts").mkdir()
+    (root / "scripts" / "__init__.py").write_text("")
+    (root / "scripts" / "trace_only.py").write_text(TRACE_ONLY_NET)
+    for name in ("train.json", "inference.json"):
+        path = root / "configs" / name
+        cfg = json.loads(path.read_text())
+        cfg["network_def"]["_target_"] = "scripts.trace_only.TraceOnlyUNet"
+        write_json(path, cfg)
+    return root

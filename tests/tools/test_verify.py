@@ -24,7 +24,7 @@ from common import bundle_checks
 from common.bundle_checks import CHECKS, FAIL, PASS, SKIP, CheckResult, sha256_file, verify_bundle
 
 sys.path.insert(0, str(Path(__file__).parent))
-from minimal_bundle import write_json, write_minimal_bundle  # noqa: E402
+from minimal_bundle import use_trace_only_network, write_json, write_minimal_bundle  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 SPLEEN = REPO / "bundles" / "spleen-fast-train"
@@ -247,6 +247,17 @@ def test_net_in_out_channel_mismatch(minimal: Path) -> None:
         lambda m: m["network_data_format"]["outputs"]["pred"].update(num_channels=3),
     )
     assert_fails(run(minimal, "net_in_out"), "net_in_out", "output channel number")
+
+
+@pytest.mark.slow
+def test_torchscript_falls_back_to_tracing(minimal: Path) -> None:
+    """A network TorchScript cannot compile is traced at the metadata's input shape and still round-trips."""
+    use_trace_only_network(minimal)
+    before = tree_snapshot(minimal)
+    r = run(minimal, "torchscript_export")["torchscript_export"]
+    assert r.status == PASS, r.message
+    assert "traced at [1, 1, 16, 16, 16] (script failed: RuntimeError:" in r.message
+    assert tree_snapshot(minimal) == before  # no __pycache__ from importing the bundle's scripts
 
 
 def test_checkpoint_that_does_not_fit_the_network(minimal: Path) -> None:
