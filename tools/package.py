@@ -1,0 +1,178 @@
+"""Package a trained bundle as a release zip that runs without this repository.
+
+Usage::
+
+    python tools/package.py bundles/spleen-fast-train --out dist --schema ../shared/schemas/meta_schema_20240725.json
+    python tools/package.py BUNDLE --out dist --large_files_url https://github.com/<owner>/<repo>/releases/download/<tag>
+
+builds ``dist/<name>_v<version>.zip`` (``name`` = the bundle's folder name, ``version`` = metadata ``version``),
+holding one top folder ``<name>/`` — the layout ``python -m monai.bundle download --name <name> --url …`` and
+``--source github`` expect:
+
+- ``LICENSE``, ``configs/``, ``docs/``, ``scripts/`` (if any) and ``models/model.pt`` of the bundle;
+- ``models/model.ts``: exported here from ``model.pt`` with ``python -m monai.bundle ckpt_export`` (a stale or
+  missing ``model.ts`` is never shipped);
+- ``common/``: the modules of this repository's ``common`` package that the configs name, plus everything they
+  import from it (see :func:`common.bundle_io.common_closure`). MONAI puts the bundle root on ``sys.path`` when it
+  runs a config (``ConfigWorkflow.run``) and so does MONAI Label, so ``common.…`` targets resolve to this copy;
+- ``large_files.yml`` listing ``models/model.pt`` and ``models/model.ts`` with their sha256 (and, with
+  ``--large_files_url``, the URL each will have as a release asset; the assets ``<name>_v<version>_<file>`` are then
+  written next to the zip, ready to upload).
+
+The staged bundle (what is zipped, with its vendored ``common``) must pass ``tools/verify.py``, otherwise nothing is
+written and the exit status is 1. Outputs are written under temporary names and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import fire
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))  # run from a checkout without `pip install -e .`
+
+from common.bundle_io import (  # noqa: E402
+    config_common_names,
+    large_file_entries,
+    vendor_common,
+    write_large_files_yml,
+    write_zip,
+)
+
+# What a release carries from the bundle folder; run outputs (eval/, runs/, logs/, mlruns/, data/) never ship.
+SHIPPED = ("LICENSE", "configs", "docs", "scripts")
+MODEL_FILES = ("models/model.pt", "models/model.ts")
+LARGE_FILES_HEADER = (
+    "# Written by tools/package.py. Fetch (or re-check) the weights with\n"
+    "#   python -m monai.bundle download_large_files --bundle_path <this folder>\n"
+    "# which refuses a file whose sha256 differs from hash_val.\n"
+)
+
+
+class PackagingError(RuntimeError):
+    """The bundle cannot be packaged (missing weights, failed verification, failed export)."""
+
+
+def _run(args: list[str], cwd: Path, what: str, timeout: int = 1800) -> str:
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    out = proc.stdout + proc.stderr
+    if proc.returncode != 0:
+        raise PackagingError(f"{what} failed (exit {proc.returncode}):\n{out[-4000:]}")
+    return out
+
+
+def export_torchscript(stage: Path) -> Path:
+    """Export ``models/model.ts`` from ``models/model.pt`` of the staged bundle with MONAI's ``ckpt_export``.
+
+    Runs with the staged bundle as the working folder, i.e. on the vendored ``common`` a user would have.
+    """
+    target = stage / "models" / "model.ts"
+    _run(
+        [sys.executable, "-m", "monai.bundle", "ckpt_export", "network_def",
+         "--filepath", str(target), "--ckpt_file", str(stage / "models" / "model.pt"),
+         "--meta_file", str(stage / "configs" / "metadata.json"),
+         "--config_file", str(stage / "configs" / "inference.json"), "--bundle_root", str(stage)],
+        cwd=stage, what="TorchScript export (monai.bundle ckpt_export)",
+    )
+    if not target.is_file():
+        raise PackagingError(f"ckpt_export reported success but wrote no {target}")
+    return target
+
+
+def verify(stage: Path, schema: str | None, skip_export: bool) -> str:
+    """Run ``tools/verify.py`` on the staged bundle; raise :class:`PackagingError` when any check fails."""
+    args = [sys.executable, str(REPO_ROOT / "tools" / "verify.py"), str(stage)]
+    if schema:
+        args += ["--schema", str(Path(schema).resolve())]
+    if skip_export:
+        args += ["--skip_export"]
+    try:
+        return _run(args, cwd=REPO_ROOT, what=f"tools/verify.py on the staged {stage.name}")
+    except PackagingError as e:
+        raise PackagingError(f"refusing to package {stage.name}: {e}") from None
+
+
+def package(
+    bundle_dir: str,
+    out: str = "dist",
+    schema: str | None = None,
+    large_files_url: str | None = None,
+    verify_skip_export: bool = False,
+) -> str:
+    """Build ``<out>/<name>_v<version>.zip`` from a trained bundle; print and return the zip's path.
+
+    Args:
+        bundle_dir: the bundle folder (``configs/metadata.json`` and a trained ``models/model.pt`` inside).
+        out: output folder.
+        schema: local copy of MONAI's metadata schema for the verifier (offline use; CI passes the pinned copy).
+        large_files_url: URL prefix of the release assets (e.g. ``https://github.com/<owner>/<repo>/releases/download/<tag>``);
+            recorded in ``large_files.yml`` and the assets are written next to the zip.
+        verify_skip_export: let the verifier skip its TorchScript/ONNX round trips (quick local iterations only;
+            the release zip still ships a freshly exported ``model.ts``).
+    """
+    src = Path(bundle_dir).resolve()
+    meta_file = src / "configs" / "metadata.json"
+    if not meta_file.is_file():
+        raise PackagingError(f"{src} has no configs/metadata.json: not a bundle folder")
+    version = json.loads(meta_file.read_text()).get("version")
+    if not version:
+        raise PackagingError(f"{meta_file} has no 'version'")
+    if not (src / "models" / "model.pt").is_file():
+        raise PackagingError(f"{src}/models/model.pt not found: train the bundle first (see its docs/README.md)")
+    name = src.name
+    release = f"{name}_v{version}"
+    out_dir = Path(out).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    with tempfile.TemporaryDirectory(prefix=f".{release}.stage-", dir=out_dir) as tmp:
+        stage = Path(tmp) / name
+        stage.mkdir()
+        for item in SHIPPED:
+            p = src / item
+            if p.is_dir():
+                shutil.copytree(p, stage / item, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            elif p.is_file():
+                shutil.copy2(p, stage / item)
+        (stage / "models").mkdir()
+        shutil.copy2(src / "models" / "model.pt", stage / "models" / "model.pt")
+
+        configs = sorted((stage / "configs").glob("*.json"))
+        vendored = vendor_common(config_common_names(configs), stage)
+        # Verify before the (slow) export so a failing bundle is refused early; the verifier's large_files check
+        # then covers model.pt, and model.ts is hashed right after it is written.
+        entries = large_file_entries(stage, MODEL_FILES[:1], large_files_url, asset_prefix=f"{release}_")
+        write_large_files_yml(stage / "large_files.yml", entries, header=LARGE_FILES_HEADER)
+        verify(stage, schema, verify_skip_export)
+        export_torchscript(stage)
+        entries = large_file_entries(stage, MODEL_FILES, large_files_url, asset_prefix=f"{release}_")
+        write_large_files_yml(stage / "large_files.yml", entries, header=LARGE_FILES_HEADER)
+
+        zip_path = write_zip(stage, out_dir / f"{release}.zip", arc_root=name)
+        if large_files_url:
+            for e in entries:
+                asset = out_dir / f"{release}_{Path(e['path']).name}"
+                part = asset.with_name(f".{asset.name}.partial")
+                shutil.copy2(stage / e["path"], part)
+                os.replace(part, asset)
+
+    print(f"packaged {zip_path} ({zip_path.stat().st_size / 1e6:.1f} MB)")
+    print(f"  vendored {len(vendored)} files of common/: {', '.join(str(v) for v in vendored)}")
+    for e in entries:
+        print(f"  {e['path']}: sha256 {e['hash_val']}" + (f" <- {e['url']}" if e["url"] else ""))
+    return str(zip_path)
+
+
+if __name__ == "__main__":
+    try:
+        fire.Fire(package)  # prints the zip's path last
+    except (PackagingError, ValueError) as err:
+        print(f"package: {err}", file=sys.stderr)
+        sys.exit(1)
