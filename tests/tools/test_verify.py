@@ -72,7 +72,8 @@ def transforms_of(cfg: dict, where: str) -> list[dict]:
 
 
 def find_transform(transforms: list[dict], short_name: str) -> dict:
-    return next(t for t in transforms if str(t.get("_target_", "")).rsplit(".", 1)[-1] == short_name)
+    """The first transform whose class name ends with ``short_name`` (``Spacingd`` finds ``SafeSpacingd`` too)."""
+    return next(t for t in transforms if str(t.get("_target_", "")).rsplit(".", 1)[-1].endswith(short_name))
 
 
 # -------------------------------------------------------------------------------------------------- fixtures
