@@ -59,7 +59,7 @@ def sample_patient(rng: np.random.Generator) -> dict:
     p["fat_phase"] = float(rng.uniform(0, 2 * np.pi))
     # diaphragm domes
     p["dome_left_z"] = -float(rng.uniform(5, 25)) * h
-    p["dome_rc"] = float(rng.uniform(90, 120)) * w
+    p["dome_rc"] = float(rng.uniform(115, 150)) * w
     # skeleton
     p["z_l1"] = (-85.0 + _n(rng, 8)) * h
     p["level_h"] = 33.0 * h
@@ -94,10 +94,10 @@ def sample_patient(rng: np.random.Generator) -> dict:
     p["f_pancreas"] = SmoothField(rng, (10, 25))
     p["f_pfat"] = SmoothField(rng, (5, 12))
     p["f_stomach"] = SmoothField(rng, (30, 80))
-    p["f_bowel"] = SmoothField(rng, (28, 70), n_modes=24)
-    p["f_bowel2"] = SmoothField(rng, (30, 80), n_modes=16)
+    p["f_bowel"] = SmoothField(rng, (28, 70), n_modes=16)
+    p["f_bowel2"] = SmoothField(rng, (30, 80), n_modes=10)
     p["f_stool"] = SmoothField(rng, (6, 18))
-    p["f_tex"] = SmoothField(rng, (5, 30), n_modes=16)
+    p["f_tex"] = SmoothField(rng, (6, 30), n_modes=8)
     p["f_fat"] = SmoothField(rng, (80, 200), n_modes=8)
     p["spleen_R_jit"] = rng.normal(0, 0.12, size=3)
     p["kidney_R_jit"] = rng.normal(0, 0.08, size=(2, 3))
@@ -128,10 +128,10 @@ def diaphragm_z(p: dict, x, y):
 
     def dome(cx, cy, ztop):
         dy = y - cy
-        r2 = (x - cx) ** 2 + (dy * np.where(dy < 0, 1.35, 0.9)) ** 2
+        r2 = (x - cx) ** 2 + (dy * np.where(dy < 0, 1.1, 0.85)) ** 2
         return ztop - r2 / (2 * p["dome_rc"])
 
-    return np.maximum(np.maximum(dome(55 * w, 0.0, 0.0), dome(-55 * w, -5.0, p["dome_left_z"])), -110 * h)
+    return np.maximum(np.maximum(dome(55 * w, 0.0, 0.0), dome(-55 * w, -5.0, p["dome_left_z"])), -85 * h)
 
 
 def paint_body(cv: Canvas, p: dict) -> dict:
@@ -168,29 +168,43 @@ def paint_body(cv: Canvas, p: dict) -> dict:
     body0 = S0 > -(wall2 + fat2)
     yb = ys[np.nonzero(body0.any(axis=0))[0][0]] if body0.any() else ys[0]
     d = (yb - 2.0 + 0.0012 * X2 ** 2).astype(F32) - Y2
-    table = np.where((d >= 0) & (d < 3), T.TABLE_SHELL, np.where((d >= 3) & (d < 35), T.TABLE_CORE,
-                     np.where((d >= 35) & (d < 38), T.TABLE_SHELL, T.AIR)))
+    table = np.where((d >= 0) & (d < 4), T.TABLE_SHELL, np.where((d >= 4) & (d < 35), T.TABLE_CORE,
+                     np.where((d >= 35) & (d < 39), T.TABLE_SHELL, T.AIR)))
     table = np.where(np.abs(X2) < 230, table, T.AIR).astype(np.uint8)
     lut = np.array([T.AIR, T.SKIN, T.FAT_SC, T.MUSCLE, T.FAT_VISC], np.uint8)
 
-    def one(k: int) -> None:
-        z = float(zs[k])
-        S = cavity_at(z)
-        fz = F32(1.0 + 0.25 * np.clip((-z - 80) / 150, 0, 1))
-        thr = -(wall2 + fat2 * fz)
+    nx, ny = X2.shape
+    K = len(zk_s)
+    S_flat = S_s.reshape(K, nx * ny)
+    chunk = 16
+
+    def one(ci: int) -> None:
+        # z is the fastest array axis: work on 16-slice blocks so every write fills whole cache lines
+        k0, k1 = ci * chunk, min(len(zs), (ci + 1) * chunk)
+        z = zs[k0:k1].astype(np.float64)
+        zc = np.clip(z, zk_s[0], zk_s[-1])
+        i = np.clip(np.searchsorted(zk_s, zc), 1, K - 1)
+        t = (zc - zk_s[i - 1]) / (zk_s[i] - zk_s[i - 1])
+        Wz = np.zeros((K, len(z)), F32)
+        Wz[i - 1, np.arange(len(z))] = 1 - t
+        Wz[i, np.arange(len(z))] += t
+        S = np.einsum("kp,kz->pz", S_flat, Wz).reshape(nx, ny, len(z))
+        fz = (1.0 + 0.25 * np.clip((-z - 80) / 150, 0, 1)).astype(F32)
+        thr = -(wall2[:, :, None] + fat2[:, :, None] * fz[None, None, :])
         lev = (S > thr).astype(np.uint8)
         lev += S > thr + 2.0
-        lev += S > -wall2
+        lev += S > -wall2[:, :, None]
         lev += S > 0
-        t = lut[lev]
-        t = np.where(t == T.AIR, table, t)
-        if z > zd_min - 6:
-            vis = t == T.FAT_VISC
-            t[vis & (z > zd)] = T.LUNG
-            t[vis & (z > zd - 5.0) & (z <= zd)] = T.MUSCLE
-        cv.tis[:, :, k] = t
+        tt = lut[lev]
+        tt = np.where(tt == T.AIR, table[:, :, None], tt)
+        if z.max() > zd_min - 6:
+            Z = z.astype(F32)[None, None, :]
+            vis = tt == T.FAT_VISC
+            tt[vis & (Z > zd[:, :, None])] = T.LUNG
+            tt[vis & (Z > zd[:, :, None] - 5.0) & (Z <= zd[:, :, None])] = T.MUSCLE
+        cv.tis[:, :, k0:k1] = tt
 
-    parallel_map(one, range(len(zs)))
+    parallel_map(one, range((len(zs) + chunk - 1) // chunk))
     # heart on the central tendon, pericardial fat around it
     c = np.array([-25 * w, 50.0, 42 * h]) + p["j"]["heart"]
     for sl, X, Y, Z in cv.boxes(c - 75, c + 75):
@@ -358,13 +372,17 @@ def paint_skeleton(cv: Canvas, p: dict, body: dict) -> None:
 # organs and vessels
 # ---------------------------------------------------------------------------------------------------------------
 
-def _blob(cv: Canvas, parts: list, field=None, amp: float = 0.0, field2=None, amp2: float = 0.0,
-          carve: list | None = None, k: float = 15.0):
-    """Yield (slices, X, Y, Z, f) z-chunk by z-chunk for a smooth union of ellipsoids (c, axes, R) with optional
-    carve-outs and additive perturbation fields (amplitudes in mm)."""
+def _blob(cv: Canvas, parts: list, fn, field=None, amp: float = 0.0, field2=None, amp2: float = 0.0,
+          carve: list | None = None, k: float = 15.0) -> None:
+    """Evaluate a smooth union of ellipsoids (c, axes, R) with optional carve-outs and additive perturbation fields
+    (amplitudes in mm) z-chunk by z-chunk, calling ``fn(slices, X, Y, Z, f)`` for each chunk in parallel threads
+    (chunks are disjoint, so the result does not depend on the thread count)."""
     lo = np.min([np.asarray(c) - max(ax) for c, ax, _ in parts], axis=0) - 3 * (amp + amp2)
     hi = np.max([np.asarray(c) + max(ax) for c, ax, _ in parts], axis=0) + 3 * (amp + amp2)
-    for sl, X, Y, Z in cv.boxes(lo, hi):
+    chunks = list(cv.boxes(lo, hi))
+
+    def one(i: int) -> None:
+        sl, X, Y, Z = chunks[i]
         f = None
         for c, ax, R in parts:
             g = ellipsoid_f(X, Y, Z, c, ax, R)
@@ -375,7 +393,9 @@ def _blob(cv: Canvas, parts: list, field=None, amp: float = 0.0, field2=None, am
             f = f + F32(amp) * cv.field_in(field, sl)
         if field2 is not None and amp2:
             f = f + F32(amp2) * cv.field_in(field2, sl)
-        yield sl, X, Y, Z, f
+        fn(sl, X, Y, Z, f)
+
+    parallel_map(one, range(len(chunks)))
 
 
 def paint_organs(cv: Canvas, p: dict, body: dict) -> dict:
@@ -493,7 +513,7 @@ def paint_organs(cv: Canvas, p: dict, body: dict) -> dict:
 
     def pan_tissue(X, Y, Z, sl):
         fpat = cv.field_in(p["f_pfat"], sl)
-        return np.where(fpat > 1.6 - 0.9 * pfat, T.PANCREAS_FAT, T.PANCREAS).astype(np.uint8)
+        return np.where(fpat > 2.1 - 0.8 * pfat, T.PANCREAS_FAT, T.PANCREAS).astype(np.uint8)
 
     cv.tube(pan, np.array([11.0, 16.0, 10.0, 11.0, 10.0, 9.0]) * sp_, T.PANCREAS, 11, FREE,
             radius_field=p["f_pancreas"], field_amp=1.8, tissue_fn=pan_tissue)
@@ -503,7 +523,8 @@ def paint_organs(cv: Canvas, p: dict, body: dict) -> dict:
         c, R, s = kd["c"], kd["R"], kd["s"]
         axes = (55 * s, 28 * s, 22 * s)
         hil_c = c + (kd["hil"] - c) * 0.85
-        for sl, X, Y, Z, f in _blob(cv, [(c, axes, R)], p["f_kidney"], 2.5):
+
+        def kidney_chunk(sl, X, Y, Z, f, c=c, R=R, s=s, axes=axes, hil_c=hil_c, lab=lab):
             notch = ellipsoid_f(X, Y, Z, hil_c, (22 * s, 12 * s, 10 * s), R)
             dx, dy, dz = X - F32(c[0]), Y - F32(c[1]), Z - F32(c[2])
             uu = dx * F32(R[0, 0]) + dy * F32(R[1, 0]) + dz * F32(R[2, 0])
@@ -517,15 +538,19 @@ def paint_organs(cv: Canvas, p: dict, body: dict) -> dict:
             cv.paint(sl, (f > 0) & (notch >= 0), T.SINUS_FAT, None, FREE)
             cv.paint(sl, ellipsoid_f(X, Y, Z, hil_c, (11 * s, 7 * s, 6 * s), R) > 0, T.URINE, None,
                      allowed_lut([T.SINUS_FAT]))
+
+        _blob(cv, [(c, axes, R)], kidney_chunk, p["f_kidney"], 2.5)
         sg = kd["sgn"]
         cv.tube([kd["hil"], (sg * (p["vb_lat"] + 24) * w, 6.0, kd["hil"][2] - 60 * h),
                  (sg * 40 * w, 20.0, kd["hil"][2] - 160 * h)], 2.8, T.URINE, None, FREE)
     # --- spleen (label 1): crescent = ellipsoid carved on its visceral side; arciform pattern for the arterial phase
-    for sl, X, Y, Z, f in _blob(cv, [(cs, (55 * ss, 36 * ss, 21 * ss), Rs)], p["f_spleen"], 4.0,
-                                carve=[(cs + Rs[:, 2] * 52 * ss + Rs[:, 1] * 4, (48 * ss, 34 * ss, 34 * ss), Rs)]):
+    def spleen_chunk(sl, X, Y, Z, f):
         pat = cv.field_in(p["f_spleen_pat"], sl)
         tis = np.where(pat > 0.45, T.SPLEEN_DARK, T.SPLEEN).astype(np.uint8)
         cv.paint(sl, f > 0, tis, 1, FREE)
+
+    _blob(cv, [(cs, (55 * ss, 36 * ss, 21 * ss), Rs)], spleen_chunk, p["f_spleen"], 4.0,
+          carve=[(cs + Rs[:, 2] * 52 * ss + Rs[:, 1] * 4, (48 * ss, 34 * ss, 34 * ss), Rs)])
     # --- stomach (label 7): J-shaped tube, wall, gas above a fluid level
     st, js = p["s_stomach"], J["stomach"]
     # fundus under the left dome, body curving forward and down, antrum crossing the midline in front of the pancreas
@@ -545,8 +570,8 @@ def paint_organs(cv: Canvas, p: dict, body: dict) -> dict:
              (np.array((25 * w, 38.0, -58 * h)) + jl, (50 * sl_, 48 * sl_, 46 * sl_), None),
              (np.array((-28 * w, 48.0, -45 * h)) + jl, (72 * sl_, 30 * sl_, 40 * sl_),
               rotation_from_axes((1.0, 0.0, 0.25), (0.0, 1.0, 0.0)))]
-    for sl, X, Y, Z, f in _blob(cv, parts, p["f_liver"], 7.0, p["f_liver2"], 1.2, k=25.0):
-        cv.paint(sl, f > 0, T.LIVER, 6, FREE)
+    _blob(cv, parts, lambda sl, X, Y, Z, f: cv.paint(sl, f > 0, T.LIVER, 6, FREE), p["f_liver"], 7.0, p["f_liver2"],
+          1.2, k=25.0)
     # intrahepatic veins change HU only (their voxels stay liver)
     in_liver = allowed_lut([T.LIVER])
     hv0 = np.array((ivc_x, 22.0, -15 * h))
@@ -591,11 +616,14 @@ def paint_bowel(cv: Canvas, p: dict, pylorus: np.ndarray) -> None:
     # small bowel: sponge of loops from two random fields, in front of the retroperitoneum
     z_top = -112 * h
     content = T.ORAL_CONTRAST if p["oral_contrast"] else T.BOWEL_FLUID
-    for sl, X, Y, Z in cv.boxes((cv.xs.min(), 0.0, cv.zs.min()), (cv.xs.max(), cv.ys.max(), z_top)):
+    chunks = list(cv.boxes((cv.xs.min(), 0.0, cv.zs.min()), (cv.xs.max(), cv.ys.max(), z_top)))
+
+    def bowel_chunk(i: int) -> None:
+        sl = chunks[i][0]
         t = cv.tis[sl]
         free = t == T.FAT_VISC
         if not free.any():
-            continue
+            return
         g1 = cv.field_in(p["f_bowel"], sl)
         g2 = cv.field_in(p["f_bowel2"], sl)
         loops = (g1 > -0.15) & (np.abs(g2) > 0.1) & free
@@ -603,6 +631,8 @@ def paint_bowel(cv: Canvas, p: dict, pylorus: np.ndarray) -> None:
         t[loops] = T.BOWEL_WALL
         t[loops & lumen] = content
         t[loops & lumen & (g2 > 1.3)] = T.GAS
+
+    parallel_map(bowel_chunk, range(len(chunks)))
     # urinary bladder low in the pelvis
     zb = -345 * h
     bx = cv.box((-60, -10, zb - 45), (60, 90, zb + 45))

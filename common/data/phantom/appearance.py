@@ -40,9 +40,9 @@ HU_TABLE: dict[int, tuple[float, float, float, float, float]] = {
     T.TABLE_SHELL: (250, 250, 250, 10, 40),
     T.TABLE_CORE: (-800, -800, -800, 10, 30),
     T.SKIN: (35, 45, 50, 6, 5),
-    T.FAT_SC: (-105, -100, -100, 10, 8),           # [Webb] fat -80..-120
-    T.MUSCLE: (50, 58, 62, 6, 5),                  # [Prokop] muscle 40-60, +10-20 enhanced
-    T.FAT_VISC: (-100, -95, -95, 14, 8),
+    T.FAT_SC: (-105, -100, -100, 4, 8),           # [Webb] fat -80..-120
+    T.MUSCLE: (50, 58, 62, 4, 5),                  # [Prokop] muscle 40-60, +10-20 enhanced
+    T.FAT_VISC: (-100, -95, -95, 5, 8),
     T.LUNG: (-860, -850, -850, 45, 25),            # [Webb] aerated lung bases -700..-900
     T.MYOCARDIUM: (45, 110, 100, 6, 8),
     T.BLOOD_HEART: (45, 260, 160, 8, 10),
@@ -93,7 +93,7 @@ LITERATURE_RANGES: dict[str, tuple[tuple[float, float], tuple[float, float], tup
     "liver": ((45, 70), (60, 100), (90, 140)),
     "right_kidney": ((25, 45), (90, 200), (130, 210)),
     "left_kidney": ((25, 45), (90, 200), (130, 210)),
-    "pancreas": ((30, 55), (85, 150), (70, 125)),
+    "pancreas": ((20, 55), (85, 150), (70, 125)),   # low end: fatty infiltration of the ageing pancreas
     "aorta": ((30, 55), (200, 450), (120, 220)),
     "inferior_vena_cava": ((30, 55), (35, 150), (100, 190)),
     "portal_and_splenic_veins": ((30, 55), (70, 180), (130, 220)),
@@ -103,8 +103,9 @@ LITERATURE_RANGES: dict[str, tuple[tuple[float, float], tuple[float, float], tup
 
 def sample_appearance(rng: np.random.Generator, phase: str | None) -> dict:
     """Draw the per-volume appearance: phase, contrast strength, per-tissue HU jitter, noise and blur."""
+    drawn = str(rng.choice(PHASES, p=PHASE_PROBS))  # always drawn, so a forced phase changes nothing else
     if phase is None:
-        phase = str(rng.choice(PHASES, p=PHASE_PROBS))
+        phase = drawn
     elif phase not in PHASES:
         raise ValueError(f"phase must be one of {PHASES} or None, got {phase!r}")
     strength = float(rng.uniform(0.8, 1.2))
@@ -113,7 +114,7 @@ def sample_appearance(rng: np.random.Generator, phase: str | None) -> dict:
         "phase": phase,
         "contrast_strength": strength,
         "jitter": jitter,
-        "noise_sigma_5mm": float(rng.uniform(8.0, 20.0)),  # HU at 5 mm slices, scaled by sqrt(5 / thickness)
+        "noise_sigma_5mm": float(rng.uniform(7.0, 15.0)),  # HU at 5 mm slices, scaled by sqrt(5 / thickness)
         "psf_sigma_mm": float(rng.uniform(0.45, 0.8)),     # soft-tissue kernel, FWHM about 1.1-1.9 mm
         "fov_padding": float(rng.choice([-1024.0, -2048.0, np.nan, np.nan])),  # outside the reconstruction circle
     }
@@ -127,6 +128,7 @@ def hu_lookup(app: dict) -> tuple[np.ndarray, np.ndarray]:
     for tid, (nc, art, pv, tex, jit) in HU_TABLE.items():
         val = (nc, art, pv)[ph]
         enh = (val - nc) * app["contrast_strength"]
-        base[tid] = nc + enh + jit * app["jitter"][tid]
+        # unenhanced tissue varies less between patients than enhancement does
+        base[tid] = nc + enh + jit * app["jitter"][tid] * (0.5 if ph == 0 else 1.0)
         amp[tid] = tex
     return base, amp

@@ -38,26 +38,38 @@ class Phantom:
     meta: dict = field(default_factory=dict)
 
 
-def _psf_noise_gain(sigma_vox: float) -> float:
-    """Variance gain of scipy's 1-D Gaussian filter (truncate=4) applied to white noise."""
+def _psf_noise_gain(sigma_vox: float, truncate: float = 3.0) -> float:
+    """Variance gain of scipy's 1-D Gaussian filter applied to white noise."""
     if sigma_vox <= 0:
         return 1.0
-    r = int(4.0 * sigma_vox + 0.5)
+    r = int(truncate * sigma_vox + 0.5)
     x = np.arange(-r, r + 1)
     k = np.exp(-0.5 * (x / sigma_vox) ** 2)
     k /= k.sum()
     return float((k ** 2).sum())
 
 
+def _upsample2(a: np.ndarray, axis: int) -> np.ndarray:
+    """Linear 2x upsampling along ``axis`` with pixel-area alignment (fine centres at coarse i -/+ 0.25)."""
+    a = np.moveaxis(a, axis, 0)
+    prev = np.concatenate([a[:1], a[:-1]])
+    nxt = np.concatenate([a[1:], a[-1:]])
+    out = np.empty((2 * a.shape[0],) + a.shape[1:], a.dtype)
+    out[0::2] = 0.75 * a + 0.25 * prev
+    out[1::2] = 0.75 * a + 0.25 * nxt
+    return np.moveaxis(out, 0, axis)
+
+
 def _render(cv: Canvas, sub: int, app: dict, tex_field, sigma: float, spacing_xy: tuple[float, float],
-            rng: np.random.Generator, chunk: int = 8) -> np.ndarray:
+            rng: np.random.Generator, chunk: int = 16, coarse: int = 1) -> np.ndarray:
     """Tissue ids -> int16 HU: lookup + texture, partial volume over sub-slices, noise, in-plane PSF, padding.
 
     Runs in chunks of ``chunk`` output slices (cache-friendly, parallel threads); each chunk's noise comes from its
     own seeded stream, so the result does not depend on the number of threads.
     """
     base, amp = hu_lookup(app)
-    nx, ny, nzs = cv.tis.shape
+    ncx, ncy, nzs = cv.tis.shape
+    nx, ny = ncx * coarse, ncy * coarse
     nz = nzs // sub
     out = np.empty((nx, ny, nz), np.int16)
     sx, sy = spacing_xy
@@ -79,9 +91,11 @@ def _render(cv: Canvas, sub: int, app: dict, tex_field, sigma: float, spacing_xy
         hu *= amp[t]
         hu += base[t]
         if sub > 1:
-            hu = hu.reshape(nx, ny, k1 - k0, sub).mean(axis=-1, dtype=np.float32)
+            hu = hu.reshape(ncx, ncy, k1 - k0, sub).mean(axis=-1, dtype=np.float32)
+        if coarse == 2:
+            hu = _upsample2(_upsample2(hu, 0), 1)
         hu += np.random.default_rng(seeds[ci]).standard_normal(hu.shape, dtype=np.float32) * wn
-        hu = ndimage.gaussian_filter(hu, sig, mode="nearest")
+        hu = ndimage.gaussian_filter(hu, sig, mode="nearest", truncate=3.0)
         np.clip(hu, -1024, 3071, out=hu)
         if outside is not None:
             hu[outside] = pad
@@ -130,7 +144,8 @@ def generate_phantom(seed: int, *, resolution: str = "scan", phase: str | None =
     world_offset = np.array([r_orient.uniform(-30, 30), r_orient.uniform(-150, 150), r_orient.uniform(-900, 100)])
 
     sx, sy, sz = grid.spacing
-    cv = Canvas(grid.xs, grid.ys, grid.sub_zs, min_radius=0.55 * max(sx, sy))
+    f = grid.coarse_xy
+    cv = Canvas(grid.paint_xs, grid.paint_ys, grid.sub_zs, min_radius=0.55 * max(sx, sy) * f)
     if lesions:
         cv.lesion = np.zeros(cv.shape, np.uint8)
     paint_patient(cv, p)
@@ -139,8 +154,11 @@ def generate_phantom(seed: int, *, resolution: str = "scan", phase: str | None =
     c = (grid.sub - 1) // 2
     label = np.ascontiguousarray(cv.lab[:, :, c::grid.sub])
     les = None if cv.lesion is None else np.ascontiguousarray(cv.lesion[:, :, c::grid.sub])
+    if f > 1:
+        label = np.repeat(np.repeat(label, f, axis=0), f, axis=1)
+        les = None if les is None else np.repeat(np.repeat(les, f, axis=0), f, axis=1)
     sigma = float(np.clip(app["noise_sigma_5mm"] * np.sqrt(5.0 / sz), 8.0, 30.0))
-    image = _render(cv, grid.sub, app, p["f_tex"], sigma, (sx, sy), r_noise)
+    image = _render(cv, grid.sub, app, p["f_tex"], sigma, (sx, sy), r_noise, coarse=f)
     del cv
     vox_ml = sx * sy * sz / 1000.0
     counts = np.bincount(label.ravel(), minlength=14)

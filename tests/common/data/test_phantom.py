@@ -35,6 +35,14 @@ def test_same_seed_identical_arrays():
     assert a.meta == b.meta
 
 
+def test_thread_count_does_not_change_the_output(monkeypatch):
+    monkeypatch.setenv("PHANTOM_THREADS", "1")
+    a = generate_phantom(12, resolution="tiny")
+    monkeypatch.setenv("PHANTOM_THREADS", "3")
+    b = generate_phantom(12, resolution="tiny")
+    assert np.array_equal(a.image, b.image) and np.array_equal(a.label, b.label)
+
+
 def test_different_seeds_different_anatomy():
     a, b = tiny(0, "RAS"), tiny(1, "RAS")
     va, vb = a.meta["organ_volumes_ml"], b.meta["organ_volumes_ml"]
