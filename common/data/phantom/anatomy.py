@@ -102,6 +102,8 @@ def sample_patient(rng: np.random.Generator) -> dict:
     p["spleen_R_jit"] = rng.normal(0, 0.12, size=3)
     p["kidney_R_jit"] = rng.normal(0, 0.08, size=(2, 3))
     p["esophagus_gas"] = bool(rng.uniform() < 0.4)
+    # accessory spleen (splenule) near the hilum in about 10 % of people
+    p["splenule"] = (bool(rng.uniform() < 0.1), float(rng.uniform(5, 11)), rng.normal(0, 1, size=3))
     return p
 
 
@@ -551,6 +553,11 @@ def paint_organs(cv: Canvas, p: dict, body: dict) -> dict:
 
     _blob(cv, [(cs, (55 * ss, 36 * ss, 21 * ss), Rs)], spleen_chunk, p["f_spleen"], 4.0,
           carve=[(cs + Rs[:, 2] * 52 * ss + Rs[:, 1] * 4, (48 * ss, 34 * ss, 34 * ss), Rs)])
+    has_splenule, r_acc, d_acc = p["splenule"]
+    if has_splenule:
+        c_acc = cs + Rs[:, 2] * 30 * ss - Rs[:, 0] * 30 * ss + d_acc * 6
+        for sl, X, Y, Z in cv.boxes(c_acc - r_acc, c_acc + r_acc):
+            cv.paint(sl, ellipsoid_f(X, Y, Z, c_acc, (r_acc, r_acc, r_acc)) > 0, T.SPLEEN, 1, FREE)
     # --- stomach (label 7): J-shaped tube, wall, gas above a fluid level
     st, js = p["s_stomach"], J["stomach"]
     # fundus under the left dome, body curving forward and down, antrum crossing the midline in front of the pancreas

@@ -74,6 +74,9 @@ def _render(cv: Canvas, sub: int, app: dict, tex_field, sigma: float, spacing_xy
     out = np.empty((nx, ny, nz), np.int16)
     sx, sy = spacing_xy
     sig = (app["psf_sigma_mm"] / sx, app["psf_sigma_mm"] / sy, 0.0)
+    if max(sig) < 0.5:
+        # the PSF is narrower than half a voxel (coarse grids): its effect is below the sampling, skip the filter
+        sig = (0.0, 0.0, 0.0)
     # the PSF also filters the noise; scale white noise so the final noise has standard deviation ``sigma``
     wn = np.float32(sigma / np.sqrt(_psf_noise_gain(sig[0]) * _psf_noise_gain(sig[1])))
     n_chunks = (nz + chunk - 1) // chunk
@@ -94,12 +97,17 @@ def _render(cv: Canvas, sub: int, app: dict, tex_field, sigma: float, spacing_xy
             hu = hu.reshape(ncx, ncy, k1 - k0, sub).mean(axis=-1, dtype=np.float32)
         if coarse == 2:
             hu = _upsample2(_upsample2(hu, 0), 1)
-        hu += np.random.default_rng(seeds[ci]).standard_normal(hu.shape, dtype=np.float32) * wn
-        hu = ndimage.gaussian_filter(hu, sig, mode="nearest", truncate=3.0)
-        np.clip(hu, -1024, 3071, out=hu)
+        noise = np.random.default_rng(seeds[ci]).standard_normal(hu.shape, dtype=np.float32)
+        noise *= wn
+        hu += noise
+        if max(sig) > 0:
+            ndimage.gaussian_filter(hu, sig, output=noise, mode="nearest", truncate=3.0)
+        else:
+            noise[...] = hu
+        np.clip(noise, -1024, 3071, out=noise)
         if outside is not None:
-            hu[outside] = pad
-        out[:, :, k0:k1] = np.rint(hu)
+            noise[outside] = pad
+        out[:, :, k0:k1] = np.rint(noise, out=noise)
 
     parallel_map(one, range(n_chunks))
     return out

@@ -87,7 +87,7 @@ def sample_grid(rng: np.random.Generator, resolution: str, body_width: float, bo
     """
     if resolution not in RESOLUTIONS:
         raise ValueError(f"resolution must be one of {RESOLUTIONS}, got {resolution!r}")
-    fov_factor = rng.uniform(1.02, 1.22)
+    fov_factor = rng.uniform(0.95, 1.22)  # below 1 the field of view cuts the flanks, as in large patients
     cx, cy = rng.uniform(-15, 15), body_center_y + rng.uniform(-20, 20)
     thickness = float(rng.choice(SLICE_THICKNESSES, p=SLICE_PROBS))
     fov = max(body_width, body_depth) * fov_factor + 10.0
