@@ -93,7 +93,7 @@ def _module_file(dotted: str, root: Path) -> Path | None:
 
 
 def _longest_module(dotted: str, root: Path) -> str | None:
-    """The longest prefix of ``dotted`` that is a module or package (``common.transforms.X`` -> ``common.transforms``)."""
+    """The longest prefix of ``dotted`` that is a module or package (``common.transforms.X``: ``common.transforms``)."""
     parts = dotted.split(".")
     for n in range(len(parts), 0, -1):
         name = ".".join(parts[:n])
@@ -163,7 +163,8 @@ def vendor_common(names: Iterable[str], dest: str | os.PathLike, root: str | os.
     """
     root = Path(root).resolve()
     names = sorted(set(names))
-    unknown = [n for n in names if _longest_module(n, root) is None]
+    # a name is a module, or one attribute of a module: anything longer names a module that does not exist
+    unknown = [n for n in names if (m := _longest_module(n, root)) is None or n[len(m):].count(".") > 1]
     if unknown:
         raise ValueError(f"configs name {unknown}, which are not modules of {root}")
     copied = []

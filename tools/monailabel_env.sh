@@ -21,7 +21,8 @@ MAIN_VENV=${MAIN_VENV:-.venv}
 LABEL_VENV=${LABEL_VENV:-.venv-label}
 MONAILABEL_VERSION=0.8.5
 STAMP="$LABEL_VENV/.installed"
-SCRIPT_HASH=$(sha256sum "$0" | cut -c1-16)
+# Rebuilt when this script or the main environment's requirements change (the overlay reuses .venv's packages).
+SCRIPT_HASH=$(cat "$0" pyproject.toml | sha256sum | cut -c1-16)
 
 if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$SCRIPT_HASH" ]]; then
     exit 0
@@ -44,8 +45,10 @@ echo "$main_site" > "$label_site/zz_main_venv.pth"
 # build would download a second torch; build it against the torch already present, without CUDA kernels.
 export SAM2_BUILD_CUDA=0
 "$LABEL_VENV/bin/python" -m pip install --quiet --upgrade pip "setuptools>=70.1" wheel
+# pydicom < 3: pydicom-seg 0.4.1 (imported by MONAI Label's datastore at start-up) uses pydicom._storage_sopclass_uids,
+# removed in pydicom 3, but declares no upper bound.
 "$LABEL_VENV/bin/python" -m pip install --no-build-isolation \
-    "monailabel==$MONAILABEL_VERSION" \
+    "monailabel==$MONAILABEL_VERSION" "pydicom>=2.4.4,<3" \
     "monai==$("$MAIN_VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("monai"))')"
 
 # Prove the layering holds: MONAI Label imports, numpy is the pinned 1.x, and this repository's common is absent

@@ -3,7 +3,8 @@
 Usage::
 
     python tools/package.py bundles/spleen-fast-train --out dist --schema ../shared/schemas/meta_schema_20240725.json
-    python tools/package.py BUNDLE --out dist --large_files_url https://github.com/<owner>/<repo>/releases/download/<tag>
+    python tools/package.py BUNDLE --out dist \
+        --large_files_url https://github.com/<owner>/<repo>/releases/download/<tag>
 
 builds ``dist/<name>_v<version>.zip`` (``name`` = the bundle's folder name, ``version`` = metadata ``version``),
 holding one top folder ``<name>/`` — the layout ``python -m monai.bundle download --name <name> --url …`` and
@@ -113,8 +114,9 @@ def package(
         bundle_dir: the bundle folder (``configs/metadata.json`` and a trained ``models/model.pt`` inside).
         out: output folder.
         schema: local copy of MONAI's metadata schema for the verifier (offline use; CI passes the pinned copy).
-        large_files_url: URL prefix of the release assets (e.g. ``https://github.com/<owner>/<repo>/releases/download/<tag>``);
-            recorded in ``large_files.yml`` and the assets are written next to the zip.
+        large_files_url: URL prefix of the release assets
+            (e.g. ``https://github.com/<owner>/<repo>/releases/download/<tag>``); recorded in ``large_files.yml``,
+            and the assets are written next to the zip.
         verify_skip_export: let the verifier skip its TorchScript/ONNX round trips (quick local iterations only;
             the release zip still ships a freshly exported ``model.ts``).
     """

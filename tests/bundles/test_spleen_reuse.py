@@ -37,7 +37,7 @@ from release_helpers import (
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not SCHEMA.is_file(), reason=f"pinned metadata schema not found at {SCHEMA} (set BUNDLE_SCHEMA)"),
+    pytest.mark.skipif(not SCHEMA.is_file(), reason=f"pinned metadata schema not at {SCHEMA} (set BUNDLE_SCHEMA)"),
 ]
 
 #: inference at the smoke override's grid (4 mm) with a window that covers a tiny phantom in a few steps
