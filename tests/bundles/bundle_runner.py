@@ -2,8 +2,8 @@
 
 Every bundle run here goes through ``python -m monai.bundle run`` in a child process (as a user would type it), with
 ``bundle_root`` in a temporary folder so the repository stays clean. Data are small synthetic phantoms written as real
-NIfTI files in the MSD ``Task09_Spleen`` layout, by the phantom engine (``common.data.layouts.write_msd_spleen`` with
-``resolution="tiny"``) when it is available, else by a small stand-in below that writes the same layout.
+NIfTI files in the MSD ``Task09_Spleen`` layout, written by the phantom engine (``common.data.layouts.write_msd_spleen``
+with ``resolution="tiny"``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import nibabel as nib
-import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
 SPLEEN = REPO / "bundles" / "spleen-fast-train"
@@ -115,63 +114,11 @@ def train_configs(*more: str | Path) -> list[Path]:
 # ---------------------------------------------------------------------------------------------------------------------
 # data
 
-def phantom_engine_available() -> bool:
-    try:
-        from common.data.layouts import write_msd_spleen  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def write_msd_spleen_small(out_dir: Path, n_train: int, *, seed: int = 0) -> Path:
-    """Write a small MSD Task09_Spleen-layout folder of ``n_train`` labelled synthetic phantoms."""
-    if phantom_engine_available():
-        from common.data.layouts import write_msd_spleen
+    """Write a small MSD Task09_Spleen-layout folder of ``n_train`` labelled synthetic phantoms (``tiny`` grid)."""
+    from common.data.layouts import write_msd_spleen
 
-        write_msd_spleen(out_dir, n_train=n_train, n_test=0, seed=seed, resolution="tiny", progress=False)
-        return out_dir
-    return _write_standin_msd(out_dir, n_train, seed=seed)
-
-
-def _standin_phantom(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A crude CT-like volume (air, fat rim, soft tissue, one spleen ellipsoid) on a coarse RAS grid.
-
-    Only used until the phantom engine lands; it is just big enough for the smoke override's 32^3 crops at 4 mm.
-    """
-    rng = np.random.default_rng(seed)
-    shape, spacing = (64, 56, 40), np.array([3.5, 3.5, 5.0])
-    origin = -np.array(shape) * spacing / 2
-    x, y, z = (origin[i] + spacing[i] * np.arange(shape[i]) for i in range(3))
-    X, Y, Z = np.meshgrid(x, y, z, indexing="ij")
-    body = (X / 100) ** 2 + (Y / 80) ** 2 <= 1
-    inner = (X / 88) ** 2 + (Y / 68) ** 2 <= 1
-    c = np.array([60, -10, 0]) + rng.uniform(-8, 8, 3)
-    r = np.array([35, 25, 45]) * rng.uniform(0.85, 1.15, 3)
-    spleen = ((X - c[0]) / r[0]) ** 2 + ((Y - c[1]) / r[1]) ** 2 + ((Z - c[2]) / r[2]) ** 2 <= 1
-    hu = np.full(shape, -1000.0)
-    hu[body] = -100
-    hu[inner] = 45
-    hu[spleen & inner] = 120
-    hu += rng.normal(0, 12, shape) * body
-    affine = np.diag([*spacing, 1.0])
-    affine[:3, 3] = origin
-    return hu.astype(np.int16), (spleen & inner).astype(np.uint8), affine
-
-
-def _write_standin_msd(out_dir: Path, n_train: int, *, seed: int = 0) -> Path:
-    (out_dir / "imagesTr").mkdir(parents=True, exist_ok=True)
-    (out_dir / "labelsTr").mkdir(parents=True, exist_ok=True)
-    training = []
-    for i in range(n_train):
-        image, label, affine = _standin_phantom(seed * 1000 + i)
-        name = f"spleen_{i:03d}.nii.gz"
-        nib.save(nib.Nifti1Image(image, affine), out_dir / "imagesTr" / name)
-        nib.save(nib.Nifti1Image(label, affine), out_dir / "labelsTr" / name)
-        training.append({"image": f"./imagesTr/{name}", "label": f"./labelsTr/{name}"})
-    manifest = {"name": "Spleen", "description": "synthetic phantom stand-in", "modality": {"0": "CT"},
-                "labels": {"0": "background", "1": "spleen"}, "numTraining": n_train, "numTest": 0,
-                "training": training, "test": []}
-    (out_dir / "dataset.json").write_text(json.dumps(manifest, indent=4))
+    write_msd_spleen(out_dir, n_train=n_train, n_test=0, seed=seed, resolution="tiny", progress=False)
     return out_dir
 
 
@@ -192,52 +139,3 @@ def list_files(folder: Path) -> list[str]:
         return []
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
 
-
-def write_dicom_series(image_hu: np.ndarray, affine: np.ndarray, out_dir: str | Path) -> Path:
-    """Write a 3D HU volume (RAS affine) as a CT DICOM series, one file per slice of the last axis.
-
-    Uses ``common.data.dicom.write_dicom_series`` when the phantom engine provides it; otherwise a minimal pydicom
-    writer (CT Image Storage, signed 16-bit, positions and direction cosines in LPS as DICOM requires).
-    """
-    try:
-        from common.data.dicom import write_dicom_series as engine_writer
-    except ImportError:
-        engine_writer = None
-    if engine_writer is not None:
-        engine_writer(image_hu, affine, out_dir)
-        return Path(out_dir)
-    return _standin_dicom_series(image_hu, affine, Path(out_dir))
-
-
-def _standin_dicom_series(image_hu: np.ndarray, affine: np.ndarray, out_dir: Path) -> Path:
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    lps = np.diag([-1.0, -1.0, 1.0, 1.0]) @ np.asarray(affine, dtype=float)
-    spacing = np.linalg.norm(lps[:3, :3], axis=0)
-    row_cos, col_cos = lps[:3, 0] / spacing[0], lps[:3, 1] / spacing[1]
-    study, series, frame = generate_uid(), generate_uid(), generate_uid()
-    vol = np.asarray(image_hu, dtype=np.int16)
-    for k in range(vol.shape[2]):
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = CTImageStorage
-        meta.MediaStorageSOPInstanceUID = generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
-        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, frame
-        ds.Modality, ds.PatientID, ds.PatientName, ds.SeriesNumber = "CT", "PHANTOM", "Synthetic^Phantom", 1
-        ds.InstanceNumber = k + 1
-        ds.ImagePositionPatient = [float(v) for v in lps[:3, :3] @ np.array([0, 0, k]) + lps[:3, 3]]
-        ds.ImageOrientationPatient = [float(v) for v in (*row_cos, *col_cos)]
-        ds.PixelSpacing = [float(spacing[1]), float(spacing[0])]  # (between rows, between columns)
-        ds.SliceThickness = float(spacing[2])
-        ds.Rows, ds.Columns = vol.shape[1], vol.shape[0]
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-        ds.RescaleIntercept, ds.RescaleSlope = 0, 1
-        ds.PixelData = np.ascontiguousarray(vol[:, :, k].T).tobytes()  # pixel (row r, column c) = voxel (c, r, k)
-        ds.save_as(out_dir / f"slice_{k:04d}.dcm", enforce_file_format=True)
-    return out_dir

@@ -1,4 +1,4 @@
-"""Session fixtures of the bundle tests: one small phantom data set and one trained spleen-fast-train model."""
+"""Session fixtures of the bundle tests: a small MSD-layout phantom data set and one trained spleen-fast-train model."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from bundle_runner import SMOKE_CASES, TrainedBundle, run_bundle, train_configs,
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# session fixtures: one small data set and one trained model, shared by the smoke, evaluation and inference tests
+# session fixtures: one small data set (explicit dataset_dir runs) and one trained model (evaluation and inference)
 
 @pytest.fixture(scope="session")
 def spleen_msd(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -19,8 +19,12 @@ def spleen_msd(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def trained_spleen(tmp_path_factory: pytest.TempPathFactory, spleen_msd: Path) -> TrainedBundle:
-    """spleen-fast-train trained once with the smoke override on ``spleen_msd``."""
+def trained_spleen(tmp_path_factory: pytest.TempPathFactory) -> TrainedBundle:
+    """spleen-fast-train trained once with the smoke override and the *default* dataset_dir.
+
+    This is the fresh-clone path: with no ``--dataset_dir`` the run generates the embedded phantom set (6 tiny cases,
+    from the smoke override's ``phantom`` section) in ``<bundle_root>/data/phantom_Task09_Spleen``, then trains on it.
+    """
     root = tmp_path_factory.mktemp("spleen_train")
-    run = run_bundle(train_configs(), bundle_root=root, overrides={"dataset_dir": str(spleen_msd)})
-    return TrainedBundle(root, spleen_msd, run)
+    run = run_bundle(train_configs(), bundle_root=root)
+    return TrainedBundle(root, root / "data" / "phantom_Task09_Spleen", run)

@@ -1,0 +1,225 @@
+"""Bad input to spleen-fast-train: each case must fail at once with one line ``<path>: <problem>`` naming the file.
+
+Most cases call the bundle's own input checks directly (the datalist and the loader exactly as ``train.json``
+configures them), which is fast; three go through the real bundle runner, where the line must reach stderr, the
+process must exit non-zero and nothing half-written may be left in the model or output folders.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+from collections.abc import Callable
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from bundle_runner import SPLEEN_CONFIGS, list_files, run_bundle, train_configs, write_msd_spleen_small
+from common.data.checks import InputDataError
+from common.data.inputs import image_datalist
+from common.data.msd import msd_datalist
+
+
+@pytest.fixture(scope="module")
+def good_msd(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A valid 4-case MSD folder; each test breaks its own copy."""
+    return write_msd_spleen_small(tmp_path_factory.mktemp("good") / "Task09_Spleen", 4, seed=1)
+
+
+@pytest.fixture
+def msd(good_msd: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(good_msd, tmp_path / "Task09_Spleen"))
+
+
+def first_case(root: Path) -> tuple[Path, Path]:
+    entry = json.loads((root / "dataset.json").read_text())["training"][0]
+    return (root / entry["image"]).resolve(), (root / entry["label"]).resolve()
+
+
+@cache
+def train_config() -> Any:
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(SPLEEN_CONFIGS / "train.json"))
+    return parser
+
+
+def bundle_network() -> torch.nn.Module:
+    return train_config().get_parsed_content("network_def", instantiate=True)
+
+
+@cache
+def bundle_loader() -> Any:
+    """The first deterministic transform of train.json (the checked loader), built from the config itself."""
+    return train_config().get_parsed_content("train#deterministic_transforms#0")
+
+
+def check_like_training(root: Path) -> None:
+    """Run the checks training runs: the datalist (headers, shapes) of every labelled case, then the loader."""
+    for case in msd_datalist(root, split="all"):
+        bundle_loader()(dict(case))
+
+
+def assert_input_error(exc: pytest.ExceptionInfo[InputDataError], path: Path, *words: str) -> None:
+    message = str(exc.value)
+    assert "\n" not in message, message
+    assert message.startswith(f"{path.resolve()}: ") or message.startswith(f"{path}: "), message
+    for word in words:
+        assert word.lower() in message.lower(), message
+
+
+def save_like(reference: Path, data: np.ndarray, dst: Path) -> None:
+    nib.save(nib.Nifti1Image(data, nib.load(reference).affine), dst)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the checks, called directly
+
+def _missing(image: Path, label: Path) -> Path:
+    image.unlink()
+    return image
+
+
+def _garbage(image: Path, label: Path) -> Path:
+    image.write_bytes(np.random.default_rng(0).bytes(5000))
+    return image
+
+
+def _truncated(image: Path, label: Path) -> Path:
+    data = image.read_bytes()
+    image.write_bytes(data[: len(data) // 2])
+    return image
+
+
+def _truncated_header(image: Path, label: Path) -> Path:
+    image.write_bytes(gzip.compress(gzip.decompress(image.read_bytes())[:200]))
+    return image
+
+
+def _shape_mismatch(image: Path, label: Path) -> Path:
+    arr = np.asarray(nib.load(label).dataobj)
+    save_like(label, np.ascontiguousarray(arr[:, :, :-2]), label)
+    return label
+
+
+def _two_channels(image: Path, label: Path) -> Path:
+    arr = np.asarray(nib.load(image).dataobj)
+    save_like(image, np.stack([arr, arr], axis=-1), image)
+    return image
+
+
+def _nan_inf(image: Path, label: Path) -> Path:
+    arr = np.asarray(nib.load(image).dataobj).astype(np.float32)
+    arr[1, 2, 3], arr[4, 5, 6] = np.nan, np.inf
+    save_like(image, arr, image)
+    return image
+
+
+def _label_values(image: Path, label: Path) -> Path:
+    arr = np.asarray(nib.load(label).dataobj).copy()
+    arr[arr == 1] = 2
+    arr[0, 0, 0] = 7
+    save_like(label, arr, label)
+    return label
+
+
+BREAKAGES: dict[str, tuple[Callable[[Path, Path], Path], tuple[str, ...]]] = {
+    "missing image": (_missing, ("not found",)),
+    "corrupt nifti": (_garbage, ("nifti",)),
+    "truncated nii.gz": (_truncated, ()),
+    "truncated header": (_truncated_header, ()),
+    "shape mismatch": (_shape_mismatch, ("shape",)),
+    "two channels": (_two_channels, ("channel",)),
+    "nan/inf voxels": (_nan_inf, ("nan",)),
+    "label values": (_label_values, ("[2, 7]", "[0, 1]")),
+}
+
+
+@pytest.mark.parametrize("breakage", list(BREAKAGES))
+def test_bad_case_is_reported_on_one_line_naming_the_file(msd: Path, breakage: str) -> None:
+    break_it, words = BREAKAGES[breakage]
+    bad = break_it(*first_case(msd))
+    with pytest.raises(InputDataError) as exc:
+        check_like_training(msd)
+    assert_input_error(exc, bad, *words)
+
+
+def test_the_good_data_set_passes_the_checks(msd: Path) -> None:
+    check_like_training(msd)  # the breakages above are what fails, not the data set
+
+
+def test_empty_data_set(msd: Path) -> None:
+    manifest = json.loads((msd / "dataset.json").read_text())
+    manifest["training"] = []
+    (msd / "dataset.json").write_text(json.dumps(manifest))
+    with pytest.raises(InputDataError) as exc:
+        msd_datalist(msd, split="train")
+    assert_input_error(exc, msd / "dataset.json", "empty")
+
+
+def test_other_dataset_dir_without_data_names_the_expected_layout(tmp_path: Path) -> None:
+    empty = tmp_path / "my_data"
+    empty.mkdir()
+    with pytest.raises(InputDataError) as exc:
+        msd_datalist(empty, split="train", embedded_dir=tmp_path / "bundle" / "data" / "phantom_Task09_Spleen")
+    assert_input_error(exc, empty / "dataset.json", "dataset.json", "imagesTr", "labelsTr")
+    assert not (tmp_path / "bundle").exists(), "no phantom set may be generated for a user-given dataset_dir"
+
+
+def test_inference_folder_without_images(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("no images here")
+    with pytest.raises(InputDataError) as exc:
+        image_datalist(tmp_path)
+    assert_input_error(exc, tmp_path, "nifti", "dicom")
+    with pytest.raises(InputDataError) as exc:
+        image_datalist(tmp_path / "missing")
+    assert_input_error(exc, tmp_path / "missing", "not found")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# through the real bundle runner
+
+def assert_fails_naming(run: Any, path: Path, *words: str) -> None:
+    assert run.returncode != 0, run.describe()
+    lines = run.input_error_lines()
+    assert lines, f"no InputDataError line in stderr\n{run.describe()}"
+    expected = f"{path.resolve()}: "
+    assert any(line.startswith(expected) for line in lines), (expected, lines)
+    for word in words:
+        assert any(word.lower() in line.lower() for line in lines), (word, lines)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("breakage", ["corrupt nifti", "label values"])
+def test_training_on_bad_data_fails_cleanly(msd: Path, tmp_path: Path, breakage: str) -> None:
+    break_it, words = BREAKAGES[breakage]
+    bad = break_it(*first_case(msd))
+    before = list_files(msd)
+    root = tmp_path / "bundle"
+    run = run_bundle(train_configs(), bundle_root=root, overrides={"dataset_dir": str(msd)})
+    assert_fails_naming(run, bad, *words)
+    assert list_files(root / "models") == [], "training on bad data left files in models/"
+    assert list_files(msd) == before, "the data set folder was modified"
+
+
+@pytest.mark.slow
+def test_inference_on_an_unreadable_dicom_folder_fails_cleanly(tmp_path: Path) -> None:
+    series, out = tmp_path / "series", tmp_path / "out"
+    series.mkdir()
+    rng = np.random.default_rng(0)
+    for k in range(3):
+        (series / f"IM{k:04d}.dcm").write_bytes(rng.bytes(2048))
+    root = tmp_path / "bundle"
+    (root / "models").mkdir(parents=True)
+    torch.save({"model": bundle_network().state_dict()}, root / "models" / "model.pt")  # untrained is enough here
+    run = run_bundle([SPLEEN_CONFIGS / "inference.json"], bundle_root=root,
+                     overrides={"dataset_dir": str(series), "output_dir": str(out)})
+    assert_fails_naming(run, series)
+    assert list_files(out) == [], "inference on bad input left files in the output folder"
