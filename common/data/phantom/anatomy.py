@@ -68,7 +68,7 @@ def sample_patient(rng: np.random.Generator) -> dict:
     # organ sizes
     vs = float(np.clip(rng.lognormal(np.log(185.0), 0.42), 80.0, 450.0))
     p["spleen_target_ml"] = vs
-    p["s_spleen"] = (vs / 152.0) ** (1 / 3)  # calibrated on 30 seeds: actual volume ~ target
+    p["s_spleen"] = (vs / 158.0) ** (1 / 3)  # calibrated on 30 seeds: actual volume ~ target
     p["s_liver"] = float(np.clip(rng.normal(0.96, 0.07), 0.82, 1.15))
     p["s_kidney"] = (float(np.clip(rng.normal(1.0, 0.07), 0.85, 1.2)), float(np.clip(rng.normal(1.0, 0.07), 0.85, 1.2)))
     p["s_gb"] = float(rng.uniform(0.7, 1.3))
@@ -97,7 +97,7 @@ def sample_patient(rng: np.random.Generator) -> dict:
     p["f_bowel"] = SmoothField(rng, (28, 70), n_modes=16)
     p["f_bowel2"] = SmoothField(rng, (30, 80), n_modes=10)
     p["f_stool"] = SmoothField(rng, (6, 18))
-    p["f_tex"] = SmoothField(rng, (6, 30), n_modes=8)
+    p["f_tex"] = SmoothField(rng, (10, 40), n_modes=6)
     p["f_fat"] = SmoothField(rng, (80, 200), n_modes=8)
     p["spleen_R_jit"] = rng.normal(0, 0.12, size=3)
     p["kidney_R_jit"] = rng.normal(0, 0.08, size=(2, 3))
@@ -551,8 +551,8 @@ def paint_organs(cv: Canvas, p: dict, body: dict) -> dict:
         tis = np.where(pat > 0.45, T.SPLEEN_DARK, T.SPLEEN).astype(np.uint8)
         cv.paint(sl, f > 0, tis, 1, FREE)
 
-    _blob(cv, [(cs, (55 * ss, 36 * ss, 21 * ss), Rs)], spleen_chunk, p["f_spleen"], 4.0,
-          carve=[(cs + Rs[:, 2] * 52 * ss + Rs[:, 1] * 4, (48 * ss, 34 * ss, 34 * ss), Rs)])
+    _blob(cv, [(cs, (55 * ss, 36 * ss, 21 * ss), Rs)], spleen_chunk, p["f_spleen"], 3.0,
+          carve=[(cs + Rs[:, 2] * 57 * ss + Rs[:, 1] * 4, (46 * ss, 34 * ss, 34 * ss), Rs)])
     has_splenule, r_acc, d_acc = p["splenule"]
     if has_splenule:
         c_acc = cs + Rs[:, 2] * 30 * ss - Rs[:, 0] * 30 * ss + d_acc * 6
@@ -623,16 +623,18 @@ def paint_bowel(cv: Canvas, p: dict, pylorus: np.ndarray) -> None:
     # small bowel: sponge of loops from two random fields, in front of the retroperitoneum
     z_top = -112 * h
     content = T.ORAL_CONTRAST if p["oral_contrast"] else T.BOWEL_FLUID
-    chunks = list(cv.boxes((cv.xs.min(), 0.0, cv.zs.min()), (cv.xs.max(), cv.ys.max(), z_top)))
+    chunks = list(cv.boxes((cv.xs.min(), 0.0, cv.zs.min()), (cv.xs.max(), cv.ys.max(), z_top + 45.0)))
 
     def bowel_chunk(i: int) -> None:
-        sl = chunks[i][0]
+        sl, _, _, Z = chunks[i]
         t = cv.tis[sl]
         free = t == T.FAT_VISC
         if not free.any():
             return
         g1 = cv.field_in(p["f_bowel"], sl)
         g2 = cv.field_in(p["f_bowel2"], sl)
+        # the upper limit of the small-bowel mass undulates instead of being a flat cut
+        free &= Z < z_top + 20.0 * np.abs(g1 + g2)
         loops = (g1 > -0.15) & (np.abs(g2) > 0.1) & free
         lumen = (g1 > 0.1) & (np.abs(g2) > 0.25)
         t[loops] = T.BOWEL_WALL
