@@ -111,7 +111,8 @@ def hu_table() -> str:
     return text
 
 
-def figure(out: str = "docs/phantoms.png", seeds: str | tuple = "0,1,2", resolution: str = "scan", dpi: int = 56) -> dict:
+def figure(out: str = "docs/phantoms.png", seeds: str | tuple = "0,1,2", resolution: str = "scan",
+           dpi: int = 56) -> dict:
     """Axial (through the spleen) and coronal (through the kidneys) slices of a few phantoms, with label overlay.
 
     Shown in radiological convention: the patient's right on the viewer's left, anterior / superior up.
@@ -144,8 +145,8 @@ def figure(out: str = "docs/phantoms.png", seeds: str | tuple = "0,1,2", resolut
                               aspect=asp, interpolation="nearest")
                 ax.set_axis_off()
                 m = ph.meta
-                ax.set_title(f"seed {s}, {m['phase'].replace('_', '-')}, {name}" + (" + labels" if j else
-                             f"\n{sp[0]:.2f} mm, {m['slice_thickness_mm']} mm slices, noise {m['noise_sigma_hu']:.0f} HU"),
+                info = f"\n{sp[0]:.2f} mm, {m['slice_thickness_mm']} mm slices, noise {m['noise_sigma_hu']:.0f} HU"
+                ax.set_title(f"seed {s}, {m['phase'].replace('_', '-')}, {name}" + (" + labels" if j else info),
                              fontsize=8)
     handles = [plt.Rectangle((0, 0), 1, 1, color=colors[i - 1]) for i in range(1, 14)]
     fig.legend(handles, [BTCV_LABELS[i].replace("_", " ") for i in range(1, 14)], loc="lower center", ncol=7,

@@ -21,7 +21,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from .io import atomic_write_json, save_nifti
-from .phantom import BTCV_LABELS, GENERATOR_VERSION, generate_phantom
+from .phantom import GENERATOR_VERSION, generate_phantom
 
 __all__ = ["PHANTOM_MANIFEST", "write_msd_spleen", "write_btcv", "write_unlabeled", "read_manifest",
            "case_seed", "NotAPhantomFolderError"]

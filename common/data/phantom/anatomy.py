@@ -111,7 +111,8 @@ def sample_patient(rng: np.random.Generator) -> dict:
 # body wall, thorax, table
 # ---------------------------------------------------------------------------------------------------------------
 
-def _cavity_sdf_2d(X: np.ndarray, Y: np.ndarray, a: float, ya: float, yp: float, spacing: tuple[float, float]) -> np.ndarray:
+def _cavity_sdf_2d(X: np.ndarray, Y: np.ndarray, a: float, ya: float, yp: float,
+                   spacing: tuple[float, float]) -> np.ndarray:
     """Signed distance (mm, positive inside) to a superellipse cavity cross-section with a flattened back."""
     y0 = yp + 0.42 * (ya - yp)
     yy = Y - y0
@@ -235,9 +236,7 @@ def _vertical(cv: Canvas, z_lo: float, z_hi: float, cx, cy, rx, ry, tissue: int,
     if bx is None:
         return
     sl, X, Y, Z = bx
-    k0 = sl[2].start - zsel[0]
     idx = np.arange(sl[2].start, sl[2].stop) - zsel[0]
-    del k0
     CX, CY, RX, RY = (a[idx][None, None, :] for a in (CX, CY, RX, RY))
     q = ((X - CX) / RX) ** 2 + ((Y - CY) / RY) ** 2
     cv.paint(sl, q < 1, tissue, None, allowed)
@@ -422,7 +421,8 @@ def paint_organs(cv: Canvas, p: dict, body: dict) -> dict:
                 T.ARTERY, None, vessel_ok)
     z_cel, z_sma, z_ren = zl1 + 0.5 * p["level_h"], zl1, zl1 - 0.6 * p["level_h"]
     cel = (-12 * w, ay[2] + ra[2] - 2, z_cel)
-    cv.tube([cel, (-10 * w, 50, z_cel - 3), (+15 * w, 48, z_cel - 8), (+40 * w, 33, z_cel - 8)], 3.5, T.ARTERY, None, FREE)
+    cv.tube([cel, (-10 * w, 50, z_cel - 3), (+15 * w, 48, z_cel - 8), (+40 * w, 33, z_cel - 8)], 3.5, T.ARTERY, None,
+            FREE)
     # splenic artery along the upper border of the pancreas, behind the stomach
     cv.tube([(-10 * w, 50, z_cel - 3), (-30 * w, 38, z_cel - 14), (-55 * w, 12, z_cel - 14), (-78 * w, -12, z_cel - 8)],
             3.2, T.ARTERY, None, FREE)
@@ -569,7 +569,8 @@ def paint_organs(cv: Canvas, p: dict, body: dict) -> dict:
     content = {"fluid": T.STOMACH_FLUID, "food": T.FECES, "contrast": T.ORAL_CONTRAST}[p["stomach_content"]]
     cv.tube(sto, rs, T.STOMACH_WALL, 7, FREE, radius_field=p["f_stomach"], field_amp=2.0)
     cv.tube(sto, rs - 4.0, content, 7, allowed_lut([T.STOMACH_WALL]), radius_field=p["f_stomach"], field_amp=2.0,
-            tissue_fn=lambda X, Y, Z, sl: np.where(Y > gas_y, T.GAS, content).astype(np.uint8), labelled_min_radius=False)
+            tissue_fn=lambda X, Y, Z, sl: np.where(Y > gas_y, T.GAS, content).astype(np.uint8),
+            labelled_min_radius=False)
     # --- liver (label 6): right lobe, medial segment, left lobe; fills the space left under the right dome
     sl_, jl = p["s_liver"], J["liver"]
     a_lv = float(np.interp(-60 * h, zk[::-1], ak[::-1]))

@@ -87,7 +87,8 @@ def catmull_rom(ctrl: Sequence[Sequence[float]], step: float = 6.0) -> tuple[np.
         p0, p1, p2, p3 = ext[i], ext[i + 1], ext[i + 2], ext[i + 3]
         n = max(2, int(np.ceil(np.linalg.norm(p2 - p1) / step)))
         t = np.linspace(0, 1, n, endpoint=False)[:, None]
-        seg = 0.5 * (2 * p1 + (-p0 + p2) * t + (2 * p0 - 5 * p1 + 4 * p2 - p3) * t**2 + (-p0 + 3 * p1 - 3 * p2 + p3) * t**3)
+        seg = 0.5 * (2 * p1 + (-p0 + p2) * t + (2 * p0 - 5 * p1 + 4 * p2 - p3) * t**2
+                     + (-p0 + 3 * p1 - 3 * p2 + p3) * t**3)
         pts.append(seg)
         par.append(i + t[:, 0])
     pts.append(p[-1:])
@@ -107,7 +108,7 @@ def rotation_from_axes(u: Sequence[float], n_hint: Sequence[float]) -> np.ndarra
 
 def ellipsoid_f(X: np.ndarray, Y: np.ndarray, Z: np.ndarray, c: Sequence[float], axes: Sequence[float],
                 R: np.ndarray | None = None) -> np.ndarray:
-    """Approximate signed distance (mm, positive inside) to an ellipsoid with centre ``c``, semi-axes and frame ``R``."""
+    """Approximate signed distance (mm, positive inside) to an ellipsoid: centre ``c``, semi-axes, frame ``R``."""
     dx, dy, dz = X - F32(c[0]), Y - F32(c[1]), Z - F32(c[2])
     if R is None:
         u, v, w = dx, dy, dz

@@ -112,7 +112,8 @@ def sample_grid(rng: np.random.Generator, resolution: str, body_width: float, bo
     return Grid(spacing=(s, s, t), shape=(n, n, nz), origin=origin, sub=sub, coarse_xy=coarse)
 
 
-def reorient(arrays: list[np.ndarray | None], affine: np.ndarray, code: str) -> tuple[list[np.ndarray | None], np.ndarray]:
+def reorient(arrays: list[np.ndarray | None], affine: np.ndarray,
+             code: str) -> tuple[list[np.ndarray | None], np.ndarray]:
     """Reorder canonical-RAS arrays into the axis code ``code`` (e.g. "LPS") and return the matching affine."""
     code = code.upper()
     if len(code) != 3 or sorted(code.replace("L", "R").replace("P", "A").replace("I", "S")) != ["A", "R", "S"]:
