@@ -52,13 +52,12 @@ TINY = {  # the bundle copy's hyperparameters for CPU (train.json / inference.js
 
 
 def _label_python() -> Path:
-    """The MONAI Label environment's python; created with tools/monailabel_env.sh when missing."""
-    if not LABEL_PY.is_file() or not (LABEL_VENV / ".installed").is_file():
-        proc = subprocess.run(["bash", str(ENV_SCRIPT)], cwd=REPO, capture_output=True, text=True, timeout=1200,
-                              env=dict(os.environ, LABEL_VENV=str(LABEL_VENV)))
-        if proc.returncode != 0:
-            pytest.skip(f"MONAI Label environment {LABEL_VENV} is absent and tools/monailabel_env.sh could not "
-                        f"create it (no package registry?): {proc.stderr.strip().splitlines()[-1:]}")
+    """The MONAI Label environment's python, made current with tools/monailabel_env.sh (a no-op when up to date)."""
+    proc = subprocess.run(["bash", str(ENV_SCRIPT)], cwd=REPO, capture_output=True, text=True, timeout=1200,
+                          env=dict(os.environ, LABEL_VENV=str(LABEL_VENV)))
+    if proc.returncode != 0:
+        pytest.skip(f"MONAI Label environment {LABEL_VENV} is absent or stale and tools/monailabel_env.sh could not "
+                    f"create it (no package registry?): {proc.stderr.strip().splitlines()[-1:]}")
     return LABEL_PY
 
 
