@@ -17,7 +17,9 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python tools/run_demo.py
 
+# The MONAI Label tests need .venv-label (MONAI Label's numpy/jsonschema pins kept out of .venv).
 test: $(STAMP)
+	bash tools/monailabel_env.sh
 	$(BIN)/python -m pytest -q tests
 
 verify: $(STAMP)
