@@ -18,7 +18,9 @@ Usage::
 
     python tools/bench_spleen.py bench --budget_s 1200 --out runs/bench        # results.json + dice_vs_time.png
     python tools/bench_spleen.py profile --epochs 2                             # where a fast iteration's time goes
-    python tools/bench_spleen.py candidates --budget_s 150                      # CPU speed-up candidates, measured
+    python tools/bench_spleen.py candidates --iterations 3                      # CPU speed-up candidates, measured
+    python tools/bench_spleen.py micro                                          # UNet step: fp32/channels-last/bf16
+    python tools/bench_spleen.py report --results R.json --profile_json P.json  # docs/performance.md from the JSONs
 
 ``--override '{"roi_size": [64, 64, 64]}'`` applies config overrides to both recipes' shared settings (pixdim,
 HU window, crop and validation ROI sizes) and to the fast recipe; ``--fast_override`` to the fast recipe only.
@@ -878,12 +880,15 @@ def candidates(
     dataset_dir: str | None = None,
     override: Any = None,
     device: str | None = None,
+    conv_iterations: int | None = None,
 ) -> None:
     """Measure CPU speed-up candidates on the fast recipe (train.json + one override set each, see CANDIDATES).
 
     throughput candidates run ``iterations`` iterations (the first is warm-up) and report seconds per iteration and
     per crop with the phase split; validation candidates time one validation pass; convergence candidates train for
-    ``budget_s`` seconds of iteration time from the same seed and report the validation Dice reached. The
+    ``budget_s`` seconds of iteration time (or ``conv_iterations`` iterations: the same compute for candidates that
+    share a crop configuration, independent of the machine's load) from the same seed and report the validation
+    Dice reached. The
     deterministic part is cached once and shared by all candidates (except "no caching"), so ``setup_s`` is a caching
     time only for the first and for "no caching". Writes ``candidates.json`` under ``out``.
     """
@@ -916,8 +921,8 @@ def candidates(
         print(f"--- candidate: {name} ({mode})", flush=True)
         res = _time_fast(
             parser, epochs=10**6,
-            train_budget_s=budget_s if mode == "convergence" else None,
-            iterations=None if mode == "convergence" else (1 if mode == "validation" else iterations),
+            train_budget_s=budget_s if mode == "convergence" and conv_iterations is None else None,
+            iterations=conv_iterations if mode == "convergence" else (1 if mode == "validation" else iterations),
             validate_at_end=mode != "throughput",
         )
         if not shared_cache and not fresh:
@@ -929,7 +934,7 @@ def candidates(
         print(json.dumps({k: res[k] for k in ("setup_s", "seconds_per_iteration", "seconds_per_crop", "iterations",
                                               "phase_share", "seconds_per_validation", "final_dice")}), flush=True)
         _atomic_write_text(out_dir / "candidates.json", json.dumps(
-            {"budget_s": budget_s, "iterations": iterations, "machine": _machine(), "rows": rows}, indent=2) + "\n")
+            {"budget_s": budget_s, "iterations": iterations, "conv_iterations": conv_iterations, "machine": _machine(), "rows": rows}, indent=2) + "\n")
     return None
 
 
@@ -984,13 +989,13 @@ def micro(
                     res[name] = round((time.perf_counter() - t0) / steps, 3)
                 rows.append(res)
                 print(json.dumps(res), flush=True)
-    out_dir = Path(out).resolve()
-    _atomic_write_text(out_dir / "micro.json", json.dumps({"machine": _machine(), "rows": rows}, indent=2) + "\n")
+                _atomic_write_text(Path(out).resolve() / "micro.json",  # after each row: a partial run still counts
+                                   json.dumps({"machine": _machine(), "rows": rows}, indent=2) + "\n")
 
 
-def _fmt(v: Any, nd: int = 1, unit: str = "") -> str:
+def _fmt(v: Any, nd: int = 1, unit: str = "", none: str = "—") -> str:
     if v is None:
-        return "not reached"
+        return none
     if isinstance(v, float):
         return f"{v:.{nd}f}{unit}"
     return f"{v}{unit}"
@@ -1041,8 +1046,8 @@ def report(
     for name in ("regular", "fast"):
         r = res["recipes"][name]
         lines.append(
-            f"| {name} | {_fmt(r['time_to_dice_0.80_s'])} | {_fmt(r['time_to_dice_0.90_s'])} | "
-            f"{_fmt(r['time_to_dice_0.95_s'])} | {_fmt(r['final_dice'], 3)} | {_fmt(r['best_dice'], 3)} | {r['epochs']} | "
+            f"| {name} | {_fmt(r['time_to_dice_0.80_s'], none='not reached')} | "
+            f"{_fmt(r['time_to_dice_0.90_s'], none='not reached')} | {_fmt(r['time_to_dice_0.95_s'], none='not reached')} | {_fmt(r['final_dice'], 3)} | {_fmt(r['best_dice'], 3)} | {r['epochs']} | "
             f"{_fmt(r['seconds_per_epoch'])} | {_fmt(r['seconds_per_validation'])} | {_fmt(r['setup_s'])} | "
             f"{_fmt(r['own_time_s'], 0)} / {_fmt(r['budget_s'], 0)} | {_fmt(r['peak_rss_mb'], 0)} | {r['stopped_because']} |"
         )
@@ -1050,11 +1055,12 @@ def report(
     for name in ("regular", "fast"):
         lines.append(f"- **{name}**: {res['recipes'][name]['recipe']}")
     lines += ["", "Ratios regular / fast (synthetic phantom; `_lower_bound`: the regular recipe had not reached the "
-              "threshold when its budget ran out, so the true ratio is at least this):", "",
+              "threshold when its budget ran out, so the true ratio is at least this; n/a: the fast recipe did not "
+              "reach the threshold either, so no ratio can be stated):", "",
               "| ratio | value |", "|---|---|"]
     for k, v in res.items():
         if "ratio" in k:
-            lines.append(f"| `{k}` | {_fmt(v, 2)} |")
+            lines.append(f"| `{k}` | {_fmt(v, 2, none='n/a')} |")
     lines += ["", "![validation Dice vs own wall time](dice_vs_time.png)", ""]
     if profile_json and Path(profile_json).is_file():
         p = json.loads(Path(profile_json).read_text())
@@ -1071,7 +1077,7 @@ def report(
         for ph, v in p["phase_s"].items():
             lines.append(f"| {ph} | {v:.3f} | {100 * p['phase_share'].get(ph, 0):.1f}% |")
         lines.append(f"| **iteration** | {p['seconds_per_iteration']:.3f} | 100% |")
-        lines += ["", f"Caching (setup, 24 + 8 volumes): {p['setup_s']} s. One validation pass: "
+        lines += ["", f"Setup (caching the training and validation volumes): {p['setup_s']} s. One validation pass: "
                   f"{p['seconds_per_validation']} s. Validation share of wall time at val_interval 1 / 2 / 5 epochs: "
                   f"{p.get('validation_share_at_val_interval')}.", ""]
     if candidates_json and Path(candidates_json).is_file():
@@ -1080,9 +1086,10 @@ def report(
             "## CPU candidates (synthetic phantom)",
             "",
             f"`python tools/bench_spleen.py candidates` — each row is train.json plus the overrides shown, measured "
-            f"one after another on the same cached data (throughput: {c['iterations']} iterations, first left out; "
-            f"convergence: {c['budget_s']} s of training from one seed, then one validation). Single runs on a shared "
-            "VM: differences under ~20% are within the noise.",
+            f"one after another on the same cached data (throughput: {c['iterations']} iterations, first left out"
+            + ("; convergence: the same training from one seed, then one validation"
+               if any(r["mode"] == "convergence" for r in c["rows"].values()) else "")
+            + "). Single runs on a shared VM: differences under ~20% are within the noise.",
             "",
             "| candidate | mode | s / iteration | s / crop | data share | s / validation | Dice after budget | load avg (1 min) | overrides |",
             "|---|---|---|---|---|---|---|---|---|",
