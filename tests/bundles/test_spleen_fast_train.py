@@ -165,15 +165,15 @@ def test_inference_keeps_each_input_in_its_own_space(nifti_inference: tuple[Path
     expected = sorted(f"{case_name(p)}_seg.nii.gz" for p in inputs.iterdir())
     assert list_files(outputs) == expected, list_files(outputs)
 
-    in_ras = {}
-    for code in ORIENTATIONS:
-        img = nib.load(inputs / f"case_{code}.nii.gz")
-        seg = nib.load(outputs / f"case_{code}_seg.nii.gz")
-        assert seg.shape == img.shape, (code, seg.shape, img.shape)
-        assert np.allclose(seg.affine, img.affine, atol=1e-4), (code, seg.affine, img.affine)
+    for src in sorted(inputs.iterdir()):  # the orientation variants and the validation images (engine orientations)
+        img, seg = nib.load(src), nib.load(outputs / f"{case_name(src)}_seg.nii.gz")
+        assert seg.shape == img.shape, (src.name, seg.shape, img.shape)
+        assert np.allclose(seg.affine, img.affine, atol=1e-4), (src.name, seg.affine, img.affine)
         values = np.unique(np.asarray(seg.dataobj))
-        assert set(values.tolist()) <= {0, 1}, (code, values)
-        in_ras[code] = np.asarray(nib.as_closest_canonical(seg).dataobj)
+        assert set(values.tolist()) <= {0, 1}, (src.name, values)
+
+    in_ras = {code: np.asarray(nib.as_closest_canonical(nib.load(outputs / f"case_{code}_seg.nii.gz")).dataobj)
+              for code in ORIENTATIONS}
 
     # every orientation is brought to RAS before the network, so the labels must agree in world space
     for code in ORIENTATIONS[1:]:
