@@ -101,6 +101,10 @@ def write_dicom_series(image_hu: np.ndarray, affine: np.ndarray, out_dir: str | 
         # rows are indexed by the P axis (j), columns by the L axis (i)
         ds.PixelData = np.ascontiguousarray(stored[:, :, k].T).tobytes()
         buf = io.BytesIO()
-        pydicom.dcmwrite(buf, ds, enforce_file_format=True)
+        if int(pydicom.__version__.split(".")[0]) >= 3:
+            pydicom.dcmwrite(buf, ds, enforce_file_format=True)
+        else:  # pydicom 2 (e.g. the MONAI Label environment) takes the encoding from the dataset
+            ds.is_little_endian, ds.is_implicit_VR = True, False
+            pydicom.dcmwrite(buf, ds, write_like_original=False)
         atomic_write_bytes(out / f"IM_{k + 1:04d}.dcm", buf.getvalue())
     return out
