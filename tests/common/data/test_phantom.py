@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 
 import nibabel as nib
 import numpy as np
@@ -32,6 +33,7 @@ def test_same_seed_identical_arrays():
     assert np.array_equal(a.image, b.image) and np.array_equal(a.label, b.label)
     assert np.array_equal(a.lesion_label, b.lesion_label) and np.array_equal(a.affine, b.affine)
     assert a.meta == b.meta
+    assert json.loads(json.dumps(a.meta)) == a.meta  # plain values only
 
 
 def test_thread_count_does_not_change_the_output(monkeypatch):
