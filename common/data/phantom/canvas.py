@@ -28,18 +28,24 @@ def n_threads() -> int:
     return max(1, int(env)) if env else max(1, min(4, os.cpu_count() or 1))
 
 
-def parallel_map(fn: Callable[[int], None], items: Iterable[int]) -> None:
-    """Run ``fn`` on every item in a thread pool. Results are written by ``fn`` into disjoint array parts, so the
-    output does not depend on the number of threads."""
+_POOL: dict[tuple[int, int], ThreadPoolExecutor] = {}
+
+
+def parallel_map(fn: Callable[[int], None], items: Iterable[int], min_items: int = 2) -> None:
+    """Run ``fn`` on every item in a (persistent) thread pool. ``fn`` writes into disjoint array parts, or writes
+    identical values where parts overlap, so the output does not depend on the number of threads."""
     items = list(items)
     nt = n_threads()
-    if nt == 1 or len(items) < 2:
+    if nt == 1 or len(items) < min_items:
         for i in items:
             fn(i)
         return
-    with ThreadPoolExecutor(nt) as ex:
-        for _ in ex.map(fn, items):
-            pass
+    # keyed by process id too: a forked child (e.g. a DataLoader worker) has the pool object but not its threads
+    key = (os.getpid(), nt)
+    if key not in _POOL:
+        _POOL[key] = ThreadPoolExecutor(nt, thread_name_prefix="phantom")
+    for _ in _POOL[key].map(fn, items):
+        pass
 
 
 class SmoothField:
@@ -239,12 +245,12 @@ class Canvas:
             big = self.box(pts.min(axis=0) - rm, pts.max(axis=0) + rm)
             if big is not None:
                 big_f = self.field_in(radius_field, big[0])
-        for i in range(len(pts) - 1):
+        def segment(i: int) -> None:
             a, b, ra, rb = pts[i], pts[i + 1], r[i], r[i + 1]
             rmax = max(ra, rb) + pad
             bx = self.box(np.minimum(a, b) - rmax, np.maximum(a, b) + rmax)
             if bx is None:
-                continue
+                return
             sl, X, Y, Z = bx
             d = (b - a).astype(F32)
             L2 = F32(max(float(d @ d), 1e-6))
@@ -258,6 +264,10 @@ class Canvas:
             mask = dist2 < rr * np.abs(rr)
             tis = tissue if tissue_fn is None else tissue_fn(X, Y, Z, sl)
             self.paint(sl, mask, tis, label, allowed)
+
+        # Segments run in parallel threads. Overlapping segments of one tube write the same tissue and label to the
+        # same voxel (the tissue depends on position only), so the result is independent of the interleaving.
+        parallel_map(segment, range(len(pts) - 1), min_items=8)
 
     def field_in(self, f: SmoothField, sl: tuple) -> np.ndarray:
         """Evaluate a SmoothField on the voxels of the index box ``sl``."""

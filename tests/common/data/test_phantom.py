@@ -212,3 +212,19 @@ def test_bad_arguments():
         generate_phantom(0, resolution="tiny", phase="delayed")
     with pytest.raises(ValueError):
         generate_phantom(0, resolution="tiny", orientation="XYZ")
+
+
+def _image_digest(seed: int) -> str:
+    import hashlib
+
+    return hashlib.md5(generate_phantom(seed, resolution="tiny").image.tobytes()).hexdigest()
+
+
+def test_same_output_in_forked_worker():
+    """Bundles may generate phantoms in forked DataLoader workers after the parent used the thread pool."""
+    import multiprocessing as mp
+
+    parent = _image_digest(13)
+    with mp.get_context("fork").Pool(1) as pool:
+        child = pool.apply_async(_image_digest, (13,)).get(timeout=120)
+    assert child == parent
