@@ -1,0 +1,127 @@
+"""Input checks that turn bad data into one clear line naming the file and what is wrong."""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["InputDataError", "check_nifti_header", "check_array", "check_label_values", "is_dicom_file"]
+
+
+class InputDataError(ValueError):
+    """Raised for unusable input data; the message is one line: ``<path>: <what is wrong>``.
+
+    MONAI wraps errors raised inside transforms and component construction in several layers of ``RuntimeError``,
+    so the useful line ends up in the middle of a long traceback. Creating an ``InputDataError`` therefore installs
+    (once) an exception hook that, when the process dies of an exception whose chain holds one, repeats that one
+    line as the last line of stderr.
+    """
+
+    def __init__(self, path: str | Path, problem: str) -> None:
+        self.path = str(path)
+        self.problem = " ".join(str(problem).split())  # keep it on one line
+        super().__init__(f"{self.path}: {self.problem}")
+        _install_excepthook()
+
+
+def _input_error_in_chain(exc: BaseException | None) -> InputDataError | None:
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, InputDataError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _install_excepthook() -> None:
+    if getattr(sys.excepthook, "_reports_input_errors", False):
+        return
+    previous = sys.excepthook
+
+    def hook(exc_type: type[BaseException], exc: BaseException, tb: object) -> None:
+        previous(exc_type, exc, tb)
+        found = _input_error_in_chain(exc)
+        if found is not None:
+            print(f"InputDataError: {found}", file=sys.stderr, flush=True)
+
+    hook._reports_input_errors = True  # type: ignore[attr-defined]
+    sys.excepthook = hook
+
+
+def check_nifti_header(path: str | Path, *, max_channels: int = 1) -> tuple[int, ...]:
+    """Read a NIfTI header only (cheap) and return the spatial shape.
+
+    Catches a missing file, a file that is not NIfTI, a header that cannot be parsed and images with more than
+    ``max_channels`` channels, each as :class:`InputDataError`.
+
+    Args:
+        path: the ``.nii`` / ``.nii.gz`` file.
+        max_channels: largest number of channels accepted (a 4th/5th dimension counts as channels).
+
+    Returns:
+        The three spatial dimensions.
+    """
+    import nibabel as nib
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputDataError(p, "file not found")
+    try:
+        img = nib.load(str(p))
+    except Exception as e:  # nibabel raises several types for bad files
+        raise InputDataError(p, f"not a readable NIfTI file ({type(e).__name__}: {e})") from e
+    shape = tuple(int(s) for s in img.shape)
+    if len(shape) < 3:
+        raise InputDataError(p, f"expected a 3D volume, got shape {shape}")
+    channels = math.prod(shape[3:]) if len(shape) > 3 else 1
+    if channels > max_channels:
+        raise InputDataError(p, f"expected a single-channel 3D volume, got shape {shape} ({channels} channels)")
+    return shape[:3]
+
+
+def check_array(path: str | Path, array: np.ndarray | object, *, max_channels: int = 1) -> None:
+    """Check voxel data: finite values and at most ``max_channels`` channels (channel-first array)."""
+    arr = np.asarray(array)
+    if arr.ndim == 4 and arr.shape[0] > max_channels:
+        raise InputDataError(path, f"expected a single-channel 3D volume, got {arr.shape[0]} channels")
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        n_bad = int((~np.isfinite(arr)).sum())
+        raise InputDataError(path, f"contains {n_bad} NaN/Inf voxels")
+
+
+def check_label_values(path: str | Path, label: np.ndarray | object, allowed: Iterable[int]) -> None:
+    """Check that a label map holds only the ``allowed`` integer values."""
+    arr = np.asarray(label)
+    allowed_set = {int(v) for v in allowed}
+    if arr.dtype.kind == "f":
+        if not np.isfinite(arr).all():
+            raise InputDataError(path, "label contains NaN/Inf voxels")
+        if not np.all(arr == np.round(arr)):
+            raise InputDataError(path, "label contains non-integer values")
+    values = {int(v) for v in np.unique(arr)}
+    extra = sorted(values - allowed_set)
+    if extra:
+        raise InputDataError(path, f"label values {extra[:10]} outside the allowed set {sorted(allowed_set)}")
+
+
+def check_same_shape(image_path: str | Path, image_shape: Sequence[int], label_path: str | Path,
+                     label_shape: Sequence[int]) -> None:
+    """Raise when an image and its label do not share one spatial shape."""
+    if tuple(image_shape) != tuple(label_shape):
+        raise InputDataError(label_path, f"label shape {tuple(label_shape)} differs from image shape "
+                                         f"{tuple(image_shape)} of {image_path}")
+
+
+def is_dicom_file(path: str | Path) -> bool:
+    """True when ``path`` carries the DICOM Part 10 signature (``DICM`` at byte 128)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(128)
+            return f.read(4) == b"DICM"
+    except OSError:
+        return False
