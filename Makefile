@@ -20,7 +20,7 @@ demo: $(STAMP)
 # The MONAI Label tests need .venv-label (MONAI Label's numpy/jsonschema pins kept out of .venv).
 test: $(STAMP)
 	bash tools/monailabel_env.sh
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=15 tests
 
 verify: $(STAMP)
 	$(BIN)/python tools/verify.py --all --schema ../shared/schemas/meta_schema_20240725.json
