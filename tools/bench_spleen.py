@@ -44,6 +44,8 @@ import fire
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # run from a checkout without `pip install -e .`
 
+from common.data.io import atomic_write_bytes  # noqa: E402  (after the sys.path line above)
+
 BUNDLE = REPO_ROOT / "bundles" / "spleen-fast-train"
 THRESHOLDS = (0.80, 0.90, 0.95)
 DEFAULT_N_CASES = 32  # the bundle's embedded default: 24 train / 8 validation with the seeded split
@@ -134,12 +136,7 @@ class MemoryMonitor:
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    atomic_write_bytes(path, text.encode())
 
 
 def _as_dict(value: Any) -> dict[str, Any]:
