@@ -8,7 +8,9 @@ anatomy on every grid ("scan", "fast", "tiny").
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Sequence
@@ -16,10 +18,10 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 __all__ = ["Canvas", "SmoothField", "catmull_rom", "rotation_from_axes", "ellipsoid_f", "smooth_union",
-           "parallel_map", "n_threads"]
+           "parallel_map", "n_threads", "single_threaded_blas"]
 
 F32 = np.float32
-CHUNK_VOXELS = 1 << 20  # z-chunks of about 1 M voxels keep temporaries in cache
+CHUNK_VOXELS = 1 << 20  # chunks of about 1 M voxels keep temporaries small
 
 
 def n_threads() -> int:
@@ -48,12 +50,46 @@ def parallel_map(fn: Callable[[int], None], items: Iterable[int], min_items: int
         pass
 
 
+_BLAS_LOCK = threading.Lock()
+_BLAS_STATE: dict = {"users": 0, "limiter": None}
+
+
+@contextlib.contextmanager
+def single_threaded_blas() -> Iterator[None]:
+    """Run numpy's BLAS on one thread inside the block (re-entrant and safe to nest across threads).
+
+    The smooth random fields are small matrix products (``(nx*ny, m) x (m, nz)`` with m <= 16). Single-threaded BLAS
+    does them 5-10x faster than ``einsum``; multi-threaded OpenBLAS, called from the phantom's own worker threads on a
+    busy machine, is 3x *slower* than single-threaded (its threads spin waiting for cores). The products themselves
+    are split over rows and columns only, never over m, so the result is the same for any BLAS thread count; the
+    limit is a speed measure. Uses ``threadpoolctl`` when installed (it comes with scikit-learn), otherwise does
+    nothing.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl ships with monai[all]
+        yield
+        return
+    with _BLAS_LOCK:
+        if _BLAS_STATE["users"] == 0:
+            _BLAS_STATE["limiter"] = threadpool_limits(limits=1, user_api="blas")
+        _BLAS_STATE["users"] += 1
+    try:
+        yield
+    finally:
+        with _BLAS_LOCK:
+            _BLAS_STATE["users"] -= 1
+            if _BLAS_STATE["users"] == 0:
+                _BLAS_STATE["limiter"].restore_original_limits()
+                _BLAS_STATE["limiter"] = None
+
+
 class SmoothField:
     """A band-limited random scalar field with unit variance: a sum of separable cosine products.
 
     A separable sum ``sum_m a_m cx_m(x) cy_m(y) cz_m(z)`` is one matrix product (``(nx*ny, m) x (m, nz)``), which is
-    why it is used instead of filtering white noise: it costs about as much as one elementwise pass over the box and
-    needs no padding or resampling.
+    why it is used instead of filtering white noise: with BLAS (see ``single_threaded_blas``) it costs less than one
+    elementwise pass over the box and needs no padding or resampling.
 
     Args:
         rng: random generator the mode parameters are drawn from (at construction).
@@ -75,8 +111,7 @@ class SmoothField:
         cz = np.cos(self.k[2][:, None] * np.ravel(zs)[None, :] + self.phi[2][:, None]).astype(F32)
         m, nx, ny, nz = cx.shape[0], cx.shape[1], cy.shape[1], cz.shape[1]
         a = (cx * self.amp[:, None])[:, :, None] * cy[:, None, :]
-        # einsum without BLAS: OpenBLAS threads cost ~8 ms per call on a busy 2-core machine, far more than the work
-        return np.einsum("mn,mz->nz", a.reshape(m, nx * ny), cz).reshape(nx, ny, nz)
+        return np.matmul(a.reshape(m, nx * ny).T, cz).reshape(nx, ny, nz)
 
 
 def catmull_rom(ctrl: Sequence[Sequence[float]], step: float = 6.0) -> tuple[np.ndarray, np.ndarray]:
@@ -114,17 +149,27 @@ def rotation_from_axes(u: Sequence[float], n_hint: Sequence[float]) -> np.ndarra
 
 def ellipsoid_f(X: np.ndarray, Y: np.ndarray, Z: np.ndarray, c: Sequence[float], axes: Sequence[float],
                 R: np.ndarray | None = None) -> np.ndarray:
-    """Approximate signed distance (mm, positive inside) to an ellipsoid: centre ``c``, semi-axes, frame ``R``."""
-    dx, dy, dz = X - F32(c[0]), Y - F32(c[1]), Z - F32(c[2])
-    if R is None:
-        u, v, w = dx, dy, dz
-    else:
-        R = np.asarray(R, dtype=F32)
-        u = dx * R[0, 0] + dy * R[1, 0] + dz * R[2, 0]
-        v = dx * R[0, 1] + dy * R[1, 1] + dz * R[2, 1]
-        w = dx * R[0, 2] + dy * R[1, 2] + dz * R[2, 2]
-    q = np.sqrt((u / F32(axes[0])) ** 2 + (v / F32(axes[1])) ** 2 + (w / F32(axes[2])) ** 2)
-    return (F32(1) - q) * F32(min(axes))
+    """Approximate signed distance (mm, positive inside) to an ellipsoid: centre ``c``, semi-axes, frame ``R``.
+
+    ``X``, ``Y``, ``Z`` are box coordinates shaped (nx, 1, 1), (1, ny, 1), (1, 1, nz) (``Canvas.box``). The quadratic
+    form ``q^2 = d^T M d`` (``M = R diag(axes^-2) R^T``) is split into three 2-D maps (xy, xz, yz terms), so the 3-D work
+    is two additions, a square root and a scaling.
+    """
+    dx = np.ravel(X).astype(np.float64) - float(c[0])
+    dy = np.ravel(Y).astype(np.float64) - float(c[1])
+    dz = np.ravel(Z).astype(np.float64) - float(c[2])
+    Rm = np.eye(3) if R is None else np.asarray(R, dtype=np.float64)
+    M = (Rm / np.asarray(axes, dtype=np.float64) ** 2) @ Rm.T
+    qxy = (M[0, 0] * dx ** 2)[:, None] + (M[1, 1] * dy ** 2)[None, :] + (2 * M[0, 1]) * np.outer(dx, dy)
+    qxz = (M[2, 2] * dz ** 2)[None, :] + (2 * M[0, 2]) * np.outer(dx, dz)
+    q = qxy.astype(F32)[:, :, None] + qxz.astype(F32)[:, None, :]
+    if M[1, 2] != 0:
+        q += ((2 * M[1, 2]) * np.outer(dy, dz)).astype(F32)[None, :, :]
+    np.sqrt(q, out=q)
+    r = F32(min(axes))
+    q *= -r
+    q += r
+    return q
 
 
 def smooth_union(a: np.ndarray, b: np.ndarray, k: float = 12.0) -> np.ndarray:
@@ -182,16 +227,19 @@ class Canvas:
 
     def boxes(self, lo: Sequence[float], hi: Sequence[float], max_voxels: int = CHUNK_VOXELS
               ) -> Iterator[tuple[tuple, np.ndarray, np.ndarray, np.ndarray]]:
-        """Like ``box`` but yields the box in z-chunks of at most about ``max_voxels`` voxels."""
+        """Like ``box`` but yields the box in x-chunks of at most about ``max_voxels`` voxels.
+
+        x is the slowest array axis, so a chunk's rows are whole z-runs of the box (long contiguous memory runs).
+        """
         bx = self.box(lo, hi)
         if bx is None:
             return
         sl, X, Y, Z = bx
-        per = max(1, max_voxels // (X.size * Y.size))
-        z0, nz = sl[2].start, sl[2].stop - sl[2].start
-        for k in range(0, nz, per):
-            k1 = min(nz, k + per)
-            yield (sl[0], sl[1], slice(z0 + k, z0 + k1)), X, Y, Z[:, :, k:k1]
+        per = max(1, max_voxels // (Y.size * Z.size))
+        x0, nx = sl[0].start, sl[0].stop - sl[0].start
+        for i in range(0, nx, per):
+            i1 = min(nx, i + per)
+            yield (slice(x0 + i, x0 + i1), sl[1], sl[2]), X[i:i1], Y, Z
 
     def paint(self, sl: tuple, mask: np.ndarray, tissue, label: int | None = None, allowed: np.ndarray | None = None,
               lesion: int | None = None) -> np.ndarray:
@@ -252,16 +300,33 @@ class Canvas:
             if bx is None:
                 return
             sl, X, Y, Z = bx
-            d = (b - a).astype(F32)
-            L2 = F32(max(float(d @ d), 1e-6))
-            ax_, ay_, az_ = (X - F32(a[0])), (Y - F32(a[1])), (Z - F32(a[2]))
-            t = np.clip((ax_ * d[0] + ay_ * d[1] + az_ * d[2]) / L2, 0, 1)
-            dist2 = (ax_ - t * d[0]) ** 2 + (ay_ - t * d[1]) ** 2 + (az_ - t * d[2]) ** 2
-            rr = F32(ra) + t * F32(rb - ra)
-            if big_f is not None:
-                o = [sl[k].start - big[0][k].start for k in range(3)]
-                rr = rr + F32(field_amp) * big_f[o[0]:o[0] + X.shape[0], o[1]:o[1] + Y.shape[1], o[2]:o[2] + Z.shape[2]]
-            mask = dist2 < rr * np.abs(rr)
+            d = (b - a).astype(np.float64)
+            L2 = max(float(d @ d), 1e-6)
+            # separable parts: p = voxel - a; s = p.d and |p|^2 are sums of 1-D terms, added in two 3-D passes
+            px, py, pz = (np.ravel(C).astype(np.float64) - a[k] for k, C in enumerate((X, Y, Z)))
+            sxy = (d[0] * px)[:, None] + (d[1] * py)[None, :]
+            s_ = sxy.astype(F32)[:, :, None] + (d[2] * pz).astype(F32)[None, None, :]
+            pxy = (px ** 2)[:, None] + (py ** 2)[None, :]
+            dist2 = pxy.astype(F32)[:, :, None] + (pz ** 2).astype(F32)[None, None, :]
+            t = s_ * F32(1.0 / L2)
+            np.clip(t, 0, 1, out=t)
+            # |p - t d|^2 = |p|^2 - 2 t s + t^2 L2
+            s_ *= F32(-2)
+            tmp = t * F32(L2)
+            tmp += s_
+            tmp *= t
+            dist2 += tmp
+            if ra == rb and big_f is None:
+                mask = dist2 < F32(ra * abs(ra))
+            else:
+                rr = t
+                rr *= F32(rb - ra)
+                rr += F32(ra)
+                if big_f is not None:
+                    o = [sl[k].start - big[0][k].start for k in range(3)]
+                    rr += F32(field_amp) * big_f[o[0]:o[0] + X.shape[0], o[1]:o[1] + Y.shape[1],
+                                                 o[2]:o[2] + Z.shape[2]]
+                mask = dist2 < rr * np.abs(rr)
             tis = tissue if tissue_fn is None else tissue_fn(X, Y, Z, sl)
             self.paint(sl, mask, tis, label, allowed)
 

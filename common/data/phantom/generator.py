@@ -9,7 +9,7 @@ from scipy import ndimage
 
 from .anatomy import BTCV_LABELS, paint_patient, sample_patient
 from .appearance import hu_lookup, sample_appearance
-from .canvas import Canvas, parallel_map
+from .canvas import Canvas, parallel_map, single_threaded_blas
 from .geometry import ORIENTATIONS, RESOLUTIONS, reorient, sample_grid
 from .lesions import paint_lesions
 
@@ -156,7 +156,8 @@ def generate_phantom(seed: int, *, resolution: str = "scan", phase: str | None =
     cv = Canvas(grid.paint_xs, grid.paint_ys, grid.sub_zs, min_radius=0.55 * max(sx, sy) * f)
     if lesions:
         cv.lesion = np.zeros(cv.shape, np.uint8)
-    paint_patient(cv, p)
+    with single_threaded_blas():
+        paint_patient(cv, p)
     lesion_info = paint_lesions(cv, r_les) if lesions else []
 
     c = (grid.sub - 1) // 2
@@ -166,7 +167,8 @@ def generate_phantom(seed: int, *, resolution: str = "scan", phase: str | None =
         label = np.repeat(np.repeat(label, f, axis=0), f, axis=1)
         les = None if les is None else np.repeat(np.repeat(les, f, axis=0), f, axis=1)
     sigma = float(np.clip(app["noise_sigma_5mm"] * np.sqrt(5.0 / sz), 8.0, 30.0))
-    image = _render(cv, grid.sub, app, p["f_tex"], sigma, (sx, sy), r_noise, coarse=f)
+    with single_threaded_blas():
+        image = _render(cv, grid.sub, app, p["f_tex"], sigma, (sx, sy), r_noise, coarse=f)
     del cv
     vox_ml = sx * sy * sz / 1000.0
     counts = np.bincount(label.ravel(), minlength=14)
