@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage
+from scipy.special import ndtri
 
 from .anatomy import BTCV_LABELS, paint_patient, sample_patient
 from .appearance import hu_lookup, sample_appearance
@@ -16,7 +18,7 @@ from .lesions import paint_lesions
 __all__ = ["Phantom", "generate_phantom", "GENERATOR_VERSION"]
 
 # Bump whenever the output for a given seed changes; layouts write it into their manifest.
-GENERATOR_VERSION = "1.0.0"
+GENERATOR_VERSION = "1.1.0"
 
 
 @dataclass
@@ -49,6 +51,17 @@ def _psf_noise_gain(sigma_vox: float, truncate: float = 3.0) -> float:
     return float((k ** 2).sum())
 
 
+@functools.lru_cache(maxsize=1)
+def _gauss_table() -> np.ndarray:
+    """65536 standard-normal quantiles (mid-points of equal-probability bins, rescaled to unit variance).
+
+    Indexed by uniform random uint16 values this gives Gaussian noise (tails cut at 4.3 sigma) about 3x faster than
+    ``Generator.standard_normal``.
+    """
+    q = ndtri((np.arange(65536) + 0.5) / 65536.0)
+    return (q / q.std()).astype(np.float32)
+
+
 def _upsample2(a: np.ndarray, axis: int) -> np.ndarray:
     """Linear 2x upsampling along ``axis`` with pixel-area alignment (fine centres at coarse i -/+ 0.25)."""
     a = np.moveaxis(a, axis, 0)
@@ -64,8 +77,8 @@ def _render(cv: Canvas, sub: int, app: dict, tex_field, sigma: float, spacing_xy
             rng: np.random.Generator, chunk: int = 16, coarse: int = 1) -> np.ndarray:
     """Tissue ids -> int16 HU: lookup + texture, partial volume over sub-slices, noise, in-plane PSF, padding.
 
-    Runs in chunks of ``chunk`` output slices (cache-friendly, parallel threads); each chunk's noise comes from its
-    own seeded stream, so the result does not depend on the number of threads.
+    Runs in chunks of ``chunk`` output slices (parallel threads; the PSF is in-plane, so chunks need no halo); each
+    chunk's noise comes from its own seeded stream, so the result does not depend on the number of threads.
     """
     base, amp = hu_lookup(app)
     ncx, ncy, nzs = cv.tis.shape
@@ -79,6 +92,7 @@ def _render(cv: Canvas, sub: int, app: dict, tex_field, sigma: float, spacing_xy
         sig = (0.0, 0.0, 0.0)
     # the PSF also filters the noise; scale white noise so the final noise has standard deviation ``sigma``
     wn = np.float32(sigma / np.sqrt(_psf_noise_gain(sig[0]) * _psf_noise_gain(sig[1])))
+    gauss = _gauss_table()
     n_chunks = (nz + chunk - 1) // chunk
     seeds = np.random.SeedSequence(int(rng.integers(2 ** 63))).spawn(n_chunks)
     pad = app["fov_padding"]
@@ -89,7 +103,8 @@ def _render(cv: Canvas, sub: int, app: dict, tex_field, sigma: float, spacing_xy
 
     def one(ci: int) -> None:
         k0, k1 = ci * chunk, min(nz, (ci + 1) * chunk)
-        t = cv.tis[:, :, k0 * sub:k1 * sub]
+        # z is the fastest canvas axis: one strided copy, then the lookups read contiguous memory
+        t = np.ascontiguousarray(cv.tis[:, :, k0 * sub:k1 * sub])
         hu = tex_field(cv.xs, cv.ys, cv.zs[k0 * sub:k1 * sub])
         hu *= amp[t]
         hu += base[t]
@@ -97,7 +112,7 @@ def _render(cv: Canvas, sub: int, app: dict, tex_field, sigma: float, spacing_xy
             hu = hu.reshape(ncx, ncy, k1 - k0, sub).mean(axis=-1, dtype=np.float32)
         if coarse == 2:
             hu = _upsample2(_upsample2(hu, 0), 1)
-        noise = np.random.default_rng(seeds[ci]).standard_normal(hu.shape, dtype=np.float32)
+        noise = gauss[np.random.default_rng(seeds[ci]).integers(0, 65536, size=hu.shape, dtype=np.uint16)]
         noise *= wn
         hu += noise
         if max(sig) > 0:
