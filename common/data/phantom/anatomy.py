@@ -18,7 +18,8 @@ import numpy as np
 from scipy import ndimage
 
 from .appearance import T
-from .canvas import CHUNK_VOXELS, Canvas, SmoothField, allowed_lut, ellipsoid_f, parallel_map, rotation_from_axes, smooth_union
+from .canvas import (CHUNK_VOXELS, Canvas, SmoothField, allowed_lut, ellipsoid_f, parallel_map, rotation_from_axes,
+                     smooth_union)
 
 __all__ = ["BTCV_LABELS", "sample_patient", "paint_patient", "ORGAN_NAMES"]
 
@@ -408,11 +409,14 @@ def _blob(cv: Canvas, parts: list, fn, field=None, amp: float = 0.0, field2=None
             g = ellipsoid_f(X, Y, Z, c, ax, R)
             f = g if f is None else smooth_union(f, g, k)
         for c, ax, R in carve or []:
-            f = np.minimum(f, -ellipsoid_f(X, Y, Z, c, ax, R))
-        if field is not None and amp:
-            f = f + F32(amp) * cv.field_in(field, sl)
-        if field2 is not None and amp2:
-            f = f + F32(amp2) * cv.field_in(field2, sl)
+            g = ellipsoid_f(X, Y, Z, c, ax, R)
+            np.negative(g, out=g)
+            np.minimum(f, g, out=f)
+        for fld, a in ((field, amp), (field2, amp2)):
+            if fld is not None and a:
+                g = cv.field_in(fld, sl)
+                g *= F32(a)
+                f += g
         fn(sl, X, Y, Z, f)
 
     parallel_map(one, range(len(chunks)))

@@ -9,6 +9,7 @@ anatomy on every grid ("scan", "fast", "tiny").
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -173,9 +174,21 @@ def ellipsoid_f(X: np.ndarray, Y: np.ndarray, Z: np.ndarray, c: Sequence[float],
 
 
 def smooth_union(a: np.ndarray, b: np.ndarray, k: float = 12.0) -> np.ndarray:
-    """Smooth maximum of two implicit fields (blends the crease between merged lobes over about ``k`` mm)."""
-    h = np.maximum(F32(k) - np.abs(a - b), F32(0)) / F32(k)
-    return np.maximum(a, b) + h * h * F32(k / 4)
+    """Smooth maximum of two implicit fields (blends the crease between merged lobes over about ``k`` mm).
+
+    ``max(a, b) + h^2 k / 4`` with ``h = max(k - |a - b|, 0) / k``; computed in place: ``a`` is overwritten and
+    returned when it is a float32 array of the result's shape.
+    """
+    h = np.subtract(a, b, dtype=F32)
+    np.abs(h, out=h)
+    np.subtract(F32(k), h, out=h)
+    np.maximum(h, F32(0), out=h)
+    h *= h
+    h *= F32(1.0 / (4.0 * k))
+    out = a if (isinstance(a, np.ndarray) and a.dtype == F32 and a.shape == h.shape) else None
+    out = np.maximum(a, b, out=out)
+    out += h
+    return out
 
 
 @dataclass
@@ -194,10 +207,14 @@ class Canvas:
     tis: np.ndarray = field(init=False)
     lab: np.ndarray = field(init=False)
     lesion: np.ndarray | None = field(init=False, default=None)
+    _axes: list = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.xs, self.ys, self.zs = (np.asarray(a, dtype=F32) for a in (self.xs, self.ys, self.zs))
         shape = (len(self.xs), len(self.ys), len(self.zs))
+        # per axis: coordinates, first coordinate and step as Python floats (``box`` is called for every tube chord)
+        self._axes = [(c, float(c[0]), float(c[1] - c[0]) if len(c) > 1 else 1.0, len(c))
+                      for c in (self.xs, self.ys, self.zs)]
         self.tis = np.zeros(shape, np.uint8)
         self.lab = np.zeros(shape, np.uint8)
 
@@ -213,10 +230,9 @@ class Canvas:
         """
         sl, co = [], []
         for ax, (a, b) in enumerate(zip(lo, hi)):
-            c = (self.xs, self.ys, self.zs)[ax]
-            step = float(c[1] - c[0]) if len(c) > 1 else 1.0
-            i0 = max(0, int(np.ceil((a - c[0]) / step)))
-            i1 = min(len(c), int(np.floor((b - c[0]) / step)) + 1)
+            c, c0, step, n = self._axes[ax]
+            i0 = max(0, math.ceil((float(a) - c0) / step))
+            i1 = min(n, math.floor((float(b) - c0) / step) + 1)
             if i1 <= i0:
                 return None
             sl.append(slice(i0, i1))
