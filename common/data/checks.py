@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import math
+import os
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -48,6 +50,13 @@ def _install_excepthook() -> None:
         found = _input_error_in_chain(exc)
         if found is not None:
             print(f"InputDataError: {found}", file=sys.stderr, flush=True)
+            # The process is dying of bad input. Leave now with exit status 1: a normal interpreter shutdown can
+            # abort (SIGABRT, "terminate called without an active exception") when the error struck while
+            # CacheDataset's worker threads were still inside native code. Everything written so far went through
+            # temporary names and renames, so nothing half-written is left behind by exiting here.
+            logging.shutdown()
+            sys.stdout.flush()
+            os._exit(1)
 
     hook._reports_input_errors = True  # type: ignore[attr-defined]
     sys.excepthook = hook
