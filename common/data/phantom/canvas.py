@@ -153,8 +153,8 @@ def ellipsoid_f(X: np.ndarray, Y: np.ndarray, Z: np.ndarray, c: Sequence[float],
     """Approximate signed distance (mm, positive inside) to an ellipsoid: centre ``c``, semi-axes, frame ``R``.
 
     ``X``, ``Y``, ``Z`` are box coordinates shaped (nx, 1, 1), (1, ny, 1), (1, 1, nz) (``Canvas.box``). The quadratic
-    form ``q^2 = d^T M d`` (``M = R diag(axes^-2) R^T``) is split into three 2-D maps (xy, xz, yz terms), so the 3-D work
-    is two additions, a square root and a scaling.
+    form ``q^2 = d^T M d`` (``M = R diag(axes^-2) R^T``) is split into three 2-D maps (xy, xz, yz terms), so the
+    3-D work is two additions, a square root and a scaling.
     """
     dx = np.ravel(X).astype(np.float64) - float(c[0])
     dy = np.ravel(Y).astype(np.float64) - float(c[1])
@@ -284,9 +284,10 @@ class Canvas:
         """Paint a tube of varying radius along a Catmull-Rom spline through ``ctrl`` (one capsule per chord).
 
         ``step`` is the chord length in mm (default: 1.2 x the local radius, at most 30 mm: boxes overlap little;
-        the chord error, L^2 / (8 x curvature radius), stays about 1 mm on the bends of the paths used here). ``radius_field`` times ``field_amp`` (mm) perturbs the radius, e.g. for
-        lobulated organs; ``tissue_fn(X, Y, Z, box_slices)`` may return a per-voxel tissue array instead of a
-        constant tissue. Labelled tubes are never thinner than ``min_radius`` so thin organs survive coarse grids.
+        the chord error, L^2 / (8 x curvature radius), stays about 1 mm on the bends of the paths used here).
+        ``radius_field`` times ``field_amp`` (mm) perturbs the radius, e.g. for lobulated organs;
+        ``tissue_fn(X, Y, Z, box_slices)`` may return a per-voxel tissue array instead of a constant tissue. Labelled
+        tubes are never thinner than ``min_radius`` so thin organs survive coarse grids.
         """
         r_ctrl = np.broadcast_to(np.asarray(radii, float), (len(ctrl),))
         dense, par = catmull_rom(ctrl, 1.0)

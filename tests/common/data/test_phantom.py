@@ -228,3 +228,38 @@ def test_same_output_in_forked_worker():
     with mp.get_context("fork").Pool(1) as pool:
         child = pool.apply_async(_image_digest, (13,)).get(timeout=120)
     assert child == parent
+
+
+def test_image_formation_helpers_match_their_references():
+    """The fast PSF (shifted block sums along x) equals scipy's Gaussian filter, the 2x upsampling is the linear
+    pixel-area interpolation, and the noise table is a unit-variance Gaussian."""
+    from common.data.phantom.generator import _blur_axis0, _gauss_table, _upsample2
+
+    a = np.random.default_rng(0).normal(size=(23, 9, 4)).astype(np.float32)
+    for sigma in (0.5, 0.9, 1.4):
+        ref = ndimage.gaussian_filter1d(a, sigma, axis=0, mode="nearest", truncate=3.0)
+        assert np.allclose(_blur_axis0(a, sigma), ref, atol=1e-5)
+    for axis in (0, 1):
+        b = np.moveaxis(a, axis, 0)
+        prev, nxt = np.concatenate([b[:1], b[:-1]]), np.concatenate([b[1:], b[-1:]])
+        ref = np.empty((2 * b.shape[0],) + b.shape[1:], np.float32)
+        ref[0::2], ref[1::2] = 0.75 * b + 0.25 * prev, 0.75 * b + 0.25 * nxt
+        up = _upsample2(a, axis)
+        assert up.flags.c_contiguous and np.allclose(up, np.moveaxis(ref, 0, axis), atol=1e-6)
+    g = _gauss_table()
+    assert g.dtype == np.float32 and abs(float(g.mean())) < 1e-6 and abs(float(g.std()) - 1.0) < 1e-5
+
+
+def test_single_threaded_blas_nests_and_restores():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from common.data.phantom.canvas import single_threaded_blas
+
+    def blas_threads():
+        return [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+
+    before = blas_threads()
+    with single_threaded_blas():
+        with single_threaded_blas():
+            assert all(n == 1 for n in blas_threads())
+        assert all(n == 1 for n in blas_threads())
+    assert blas_threads() == before
