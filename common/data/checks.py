@@ -54,9 +54,11 @@ def _install_excepthook() -> None:
             # abort (SIGABRT, "terminate called without an active exception") when the error struck while
             # CacheDataset's worker threads were still inside native code. Everything written so far went through
             # temporary names and renames, so nothing half-written is left behind by exiting here.
-            logging.shutdown()
-            sys.stdout.flush()
-            os._exit(1)
+            # An interactive session (the python prompt also reports through sys.excepthook) carries on instead.
+            if not (hasattr(sys, "ps1") or sys.flags.interactive):
+                logging.shutdown()
+                sys.stdout.flush()
+                os._exit(1)
 
     hook._reports_input_errors = True  # type: ignore[attr-defined]
     sys.excepthook = hook
