@@ -88,13 +88,17 @@ def export_torchscript(stage: Path) -> Path:
     return target
 
 
-def verify(stage: Path, schema: str | None, skip_export: bool) -> str:
+def verify(stage: Path, schema: str | None, skip_export: bool, skip_schema: bool = False) -> str:
     """Run ``tools/verify.py`` on the staged bundle; raise :class:`PackagingError` when any check fails."""
+    from common.bundle_checks import CHECKS
+
     args = [sys.executable, str(REPO_ROOT / "tools" / "verify.py"), str(stage)]
     if schema:
         args += ["--schema", str(Path(schema).resolve())]
     if skip_export:
         args += ["--skip_export"]
+    if skip_schema:
+        args += ["--checks", ",".join(name for name in CHECKS if name != "metadata_schema")]
     try:
         return _run(args, cwd=REPO_ROOT, what=f"tools/verify.py on the staged {stage.name}")
     except PackagingError as e:
@@ -107,6 +111,7 @@ def package(
     schema: str | None = None,
     large_files_url: str | None = None,
     verify_skip_export: bool = False,
+    verify_skip_schema: bool = False,
 ) -> str:
     """Build ``<out>/<name>_v<version>.zip`` from a trained bundle; print and return the zip's path.
 
@@ -119,6 +124,8 @@ def package(
             and the assets are written next to the zip.
         verify_skip_export: let the verifier skip its TorchScript/ONNX round trips (quick local iterations only;
             the release zip still ships a freshly exported ``model.ts``).
+        verify_skip_schema: let the verifier skip only the metadata-schema check (offline, with no pinned copy of the
+            schema at hand; quick local iterations and tests only — release with ``schema``).
     """
     src = Path(bundle_dir).resolve()
     meta_file = src / "configs" / "metadata.json"
@@ -152,7 +159,7 @@ def package(
         # then covers model.pt, and model.ts is hashed right after it is written.
         entries = large_file_entries(stage, MODEL_FILES[:1], large_files_url, asset_prefix=f"{release}_")
         write_large_files_yml(stage / "large_files.yml", entries, header=LARGE_FILES_HEADER)
-        verify(stage, schema, verify_skip_export)
+        verify(stage, schema, verify_skip_export, verify_skip_schema)
         export_torchscript(stage)
         entries = large_file_entries(stage, MODEL_FILES, large_files_url, asset_prefix=f"{release}_")
         write_large_files_yml(stage / "large_files.yml", entries, header=LARGE_FILES_HEADER)
