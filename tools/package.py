@@ -39,6 +39,7 @@ import fire
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # run from a checkout without `pip install -e .`
 
+from common.bundle_checks import CHECKS  # noqa: E402
 from common.bundle_io import (  # noqa: E402
     config_common_names,
     large_file_entries,
@@ -90,8 +91,6 @@ def export_torchscript(stage: Path) -> Path:
 
 def verify(stage: Path, schema: str | None, skip_export: bool, skip_schema: bool = False) -> str:
     """Run ``tools/verify.py`` on the staged bundle; raise :class:`PackagingError` when any check fails."""
-    from common.bundle_checks import CHECKS
-
     args = [sys.executable, str(REPO_ROOT / "tools" / "verify.py"), str(stage)]
     if schema:
         args += ["--schema", str(Path(schema).resolve())]

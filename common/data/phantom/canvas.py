@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 __all__ = ["Canvas", "SmoothField", "catmull_rom", "rotation_from_axes", "ellipsoid_f", "smooth_union",
            "parallel_map", "n_threads", "single_threaded_blas"]
@@ -63,14 +64,8 @@ def single_threaded_blas() -> Iterator[None]:
     does them 5-10x faster than ``einsum``; multi-threaded OpenBLAS, called from the phantom's own worker threads on a
     busy machine, is 3x *slower* than single-threaded (its threads spin waiting for cores). The products themselves
     are split over rows and columns only, never over m, so the result is the same for any BLAS thread count; the
-    limit is a speed measure. Uses ``threadpoolctl`` when installed (it comes with scikit-learn), otherwise does
-    nothing.
+    limit is a speed measure (``threadpoolctl``, a declared dependency).
     """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl ships with monai[all]
-        yield
-        return
     with _BLAS_LOCK:
         if _BLAS_STATE["users"] == 0:
             _BLAS_STATE["limiter"] = threadpool_limits(limits=1, user_api="blas")
