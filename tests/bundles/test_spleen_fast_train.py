@@ -15,6 +15,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 
 from bundle_runner import (
     SPLEEN_CONFIGS,
@@ -179,6 +180,38 @@ def test_inference_keeps_each_input_in_its_own_space(nifti_inference: tuple[Path
     for code in ORIENTATIONS[1:]:
         agree = float(np.mean(in_ras[code] == in_ras["RAS"]))
         assert agree > 0.999, f"{code}: only {agree:.4f} of voxels agree with the RAS input's label"
+
+
+def test_inference_postprocessing_keeps_only_the_largest_spleen_component(tmp_path: Path) -> None:
+    """inference.json's own postprocessing chain (softmax, Invertd, argmax, largest component, atomic save) turns a
+    prediction with a spleen and a detached false-positive island into a label holding the spleen alone."""
+    from monai.bundle import ConfigParser
+    from monai.data import MetaTensor
+
+    hu = np.full((48, 40, 32), -1000.0, dtype=np.float32)
+    hu[4:44, 4:36, 2:30] = 40.0  # a box of soft tissue, so CropForeground keeps most of the grid
+    image = tmp_path / "case.nii.gz"
+    nib.save(nib.Nifti1Image(hu, np.diag([3.0, 3.0, 3.0, 1.0])), str(image))
+
+    parser = ConfigParser()
+    parser.read_config(str(SPLEEN_CONFIGS / "inference.json"))
+    parser.update({"bundle_root": str(tmp_path), "output_dir": str(tmp_path / "out"), **INFER_OVERRIDES})
+    data = parser.get_parsed_content("preprocessing")({"image": str(image)})
+    shape = data["image"].shape[1:]
+    spleen = torch.zeros(shape, dtype=torch.bool)
+    spleen[2:8, 2:8, 2:8] = True
+    island = torch.zeros(shape, dtype=torch.bool)
+    island[-3:, -3:, -3:] = True
+    logits = torch.stack([(~(spleen | island)).float(), (spleen | island).float()]) * 8.0
+    data["pred"] = MetaTensor(logits, meta=data["image"].meta, applied_operations=data["image"].applied_operations)
+    parser.get_parsed_content("postprocessing")(data)
+
+    seg = np.asarray(nib.load(tmp_path / "out" / "case_seg.nii.gz").dataobj)
+    assert seg.shape == hu.shape
+    _, n_components = ndimage.label(seg == 1, structure=np.ones((3, 3, 3)))
+    assert n_components == 1, f"{n_components} spleen components after postprocessing"
+    ras = np.asarray(nib.as_closest_canonical(nib.load(tmp_path / "out" / "case_seg.nii.gz")).dataobj)
+    assert ras[:24, :20, :16].sum() > 0 and ras[24:, 20:, 16:].sum() == 0, "kept the island, not the spleen"
 
 
 def test_evaluate_dice_is_measured_in_the_original_image_space(
