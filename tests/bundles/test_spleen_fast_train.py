@@ -206,11 +206,12 @@ def test_inference_postprocessing_keeps_only_the_largest_spleen_component(tmp_pa
     data["pred"] = MetaTensor(logits, meta=data["image"].meta, applied_operations=data["image"].applied_operations)
     parser.get_parsed_content("postprocessing")(data)
 
-    seg = np.asarray(nib.load(tmp_path / "out" / "case_seg.nii.gz").dataobj)
+    written = nib.load(tmp_path / "out" / "case_seg.nii.gz")
+    seg = np.asarray(written.dataobj)
     assert seg.shape == hu.shape
     _, n_components = ndimage.label(seg == 1, structure=np.ones((3, 3, 3)))
     assert n_components == 1, f"{n_components} spleen components after postprocessing"
-    ras = np.asarray(nib.as_closest_canonical(nib.load(tmp_path / "out" / "case_seg.nii.gz")).dataobj)
+    ras = np.asarray(nib.as_closest_canonical(written).dataobj)
     assert ras[:24, :20, :16].sum() > 0 and ras[24:, 20:, 16:].sum() == 0, "kept the island, not the spleen"
 
 
