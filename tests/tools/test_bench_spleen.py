@@ -1,10 +1,12 @@
-"""Smoke test of tools/bench_spleen.py: a minute-scale benchmark on tiny synthetic phantoms.
+"""Tests of tools/bench_spleen.py: a minute-scale benchmark on tiny synthetic phantoms, and its validation
+postprocessing.
 
-Checks the outputs' structure only: timings on a shared CI machine are not asserted.
+The smoke run checks the outputs' structure only: timings on a shared CI machine are not asserted.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -20,9 +22,9 @@ TINY = {"pixdim": [5.0, 5.0, 5.0], "roi_size": [16, 16, 16], "val_roi_size": [32
         "samples_per_volume": 2, "cache_workers": 1}
 PER_RECIPE = ["time_to_dice_0.80_s", "time_to_dice_0.90_s", "time_to_dice_0.95_s", "epochs_to_dice_0.90", "budget_s",
               "own_time_s", "setup_s", "final_dice", "best_dice", "epochs", "seconds_per_epoch",
-              "seconds_per_validation", "peak_rss_mb", "cuda_max_allocated_mb", "stopped_because", "curve", "recipe"]
+              "seconds_per_validation", "peak_rss_mb", "peak_pss_mb", "cuda_max_allocated_mb", "stopped_because", "curve", "recipe"]
 TOP = ["benchmark", "data", "command", "machine", "device", "n_train", "n_validation", "val_interval_epochs",
-       "thresholds", "recipes", "ratio_seconds_per_epoch"] + [
+       "validation_postprocessing", "thresholds", "recipes", "ratio_seconds_per_epoch"] + [
     f"ratio_time_to_dice_{t}{s}" for t in ("0.80", "0.90", "0.95") for s in ("", "_lower_bound")]
 
 
@@ -42,6 +44,7 @@ def test_bench_spleen_tiny(tmp_path: Path) -> None:
     for key in TOP:
         assert key in results, key
     assert results["data"] == "synthetic phantom"
+    assert "largest connected" in results["validation_postprocessing"]  # the default, as evaluate.json scores
     assert results["n_train"] == 3 and results["n_validation"] == 1
     for name in ("regular", "fast"):
         rec = results["recipes"][name]
@@ -51,8 +54,69 @@ def test_bench_spleen_tiny(tmp_path: Path) -> None:
         assert rec["curve"], name  # validated at least once (val_interval 1)
         assert all(0.0 <= p["dice"] <= 1.0 for p in rec["curve"])
         assert rec["peak_rss_mb"] > 0
+        assert 0 < rec["peak_pss_mb"] <= rec["peak_rss_mb"]  # PSS shares out the pages RSS counts per process
     assert "cache_mb" in results["recipes"]["fast"]
     png = out / "dice_vs_time.png"
     assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # no half-written files are left behind
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
+
+
+def _load_tool():
+    spec = importlib.util.spec_from_file_location("bench_spleen", TOOL)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _spleen_with_island():
+    """Two-class logits (1, 2, 24, 24, 24) whose argmax is a 6-voxel-wide spleen block plus a detached 2³ island."""
+    import torch
+
+    fg = torch.zeros(24, 24, 24)
+    fg[4:10, 4:10, 4:10] = 1.0
+    fg[18:20, 18:20, 18:20] = 1.0
+    logits = torch.stack([1.0 - fg, fg])[None] * 4.0 - 2.0
+    label = torch.zeros(1, 1, 24, 24, 24)
+    label[0, 0, 4:10, 4:10, 4:10] = 1.0
+    return logits, label
+
+
+def _n_components(mask) -> int:
+    from scipy import ndimage
+
+    return int(ndimage.label(mask.numpy() > 0)[1])
+
+
+@pytest.mark.parametrize("postprocess,components", [("largest_component", 1), ("none", 2)])
+def test_both_recipes_validate_with_the_chosen_postprocessing(postprocess: str, components: int) -> None:
+    """The fast recipe's evaluator (the bundle's config plus the tool's override) and the regular recipe both keep only
+    the largest spleen component when asked, and both keep the island when not."""
+    import torch
+    from monai.bundle import ConfigParser
+
+    tool = _load_tool()
+    logits, label = _spleen_with_island()
+
+    parser = ConfigParser()
+    parser.read_config(str(tool.BUNDLE / "configs" / "train.json"))
+    parser.update(tool._fast_validation_postprocessing(postprocess))
+    post = parser.get_parsed_content("validate#postprocessing")
+    fast_pred = post({"pred": logits[0], "label": label[0]})["pred"]
+    assert fast_pred.shape[0] == 2  # one-hot, as MeanDice takes it
+    assert _n_components(fast_pred[1]) == components
+
+    regular = tool.RegularRecipe(
+        [{"image": "unused.nii.gz", "label": "unused.nii.gz"}], [{"image": "unused.nii.gz", "label": "unused.nii.gz"}],
+        torch.nn.Conv3d(1, 2, 1), pixdim=[1.0, 1.0, 1.0], hu_window=[-57.0, 164.0], roi_size=[16, 16, 16],
+        num_samples=1, val_roi_size=[24, 24, 24], sw_batch_size=1, num_workers=0,
+        largest_component=postprocess == "largest_component",
+    )
+    regular_pred = regular.post_pred(logits[0])
+    assert _n_components(regular_pred[1]) == components
+    assert torch.equal(torch.as_tensor(regular_pred), torch.as_tensor(fast_pred))  # the two recipes score alike
+
+
+def test_unknown_postprocessing_is_refused() -> None:
+    with pytest.raises(ValueError, match="--postprocess must be one of"):
+        _load_tool()._fast_validation_postprocessing("biggest")
