@@ -49,6 +49,8 @@ from common.data.io import atomic_write_bytes  # noqa: E402  (after the sys.path
 BUNDLE = REPO_ROOT / "bundles" / "spleen-fast-train"
 THRESHOLDS = (0.80, 0.90, 0.95)
 DEFAULT_N_CASES = 32  # the bundle's embedded default: 24 train / 8 validation with the seeded split
+# `report` regenerates its performance page above this line and keeps everything from it on (hand-written notes)
+NOTES_MARKER = "<!-- hand-written notes below: `bench_spleen.py report` keeps them -->"
 # What both recipes do to a validation prediction after the argmax, before Dice. "largest_component" keeps the
 # largest connected spleen component, as the bundle's inference.json and evaluate.json do, so the benchmark's Dice is
 # the Dice a user of the bundle gets; "none" scores the raw argmax, as the bundle's validation during training does.
@@ -1060,22 +1062,32 @@ def report(
     notes: str | None = None,
 ) -> None:
     """Write the performance page (markdown) from the JSON files the other subcommands wrote, so every number in
-    it comes from a command. ``notes``: a markdown file inserted after the tables (findings, proposals)."""
+    it comes from a command. ``notes``: a markdown file inserted after the tables (findings, proposals). If ``out``
+    exists and holds the line ``NOTES_MARKER``, everything from that line on (hand-written sections) is kept below the
+    regenerated tables."""
     res = json.loads(Path(results).read_text())
+    kept = ""
+    if Path(out).is_file():
+        old = Path(out).read_text()
+        if NOTES_MARKER in old:
+            kept = old[old.index(NOTES_MARKER):]
     m = res["machine"]
     lines = [
         "# spleen-fast-train: regular vs fast recipe (synthetic phantoms)",
         "",
         "Every number on this page is measured on **synthetic phantoms** (the bundle's phantom spleen data set, not "
-        "patient data) and written by `tools/bench_spleen.py`; `python tools/bench_spleen.py report` wrote this page "
-        "from the JSON files.",
+        "patient data). `python tools/bench_spleen.py report` wrote the sections down to the hand-written notes from "
+        "the JSON files of `tools/bench_spleen.py`; the notes below them give the command behind each of their numbers.",
         "",
-        f"**Machine:** {m.get('cpu_count')}-core CPU VM ({m.get('cpu_model', m.get('processor'))}), no GPU "
-        f"(device `{res['device']}`), torch {m.get('torch')}, MONAI {m.get('monai')}. The VM was shared with other "
-        f"jobs during the run (load average {m.get('load_average_1_5_15')} at the start, "
-        f"{res.get('load_average_at_end')} at the end, on 2 cores), so absolute times are inflated and noisy; the "
-        "recipes were interleaved epoch by epoch so the load hit both alike. The GPU goal (Dice >= 0.95 in <= 45 s) "
-        "is unmeasured: no GPU was available to this run.",
+        f"**Machine:** {m.get('cpu_count')}-core CPU ({m.get('cpu_model', m.get('processor'))}), "
+        + (f"GPU {m['cuda']}" if m.get("cuda") else "no GPU")
+        + f" (device `{res['device']}`), torch {m.get('torch')}, MONAI {m.get('monai')}. Load average (1, 5, 15 min) "
+        f"{m.get('load_average_1_5_15')} at the start and {res.get('load_average_at_end')} at the end, on "
+        f"{m.get('cpu_count')} cores; the benchmark itself keeps about two busy (the regular recipe's DataLoader "
+        "workers, the fast recipe's threads). The recipes were interleaved epoch by epoch, so any other load hit both "
+        "alike."
+        + ("" if m.get("cuda") else " The GPU goal (Dice >= 0.95 in <= 45 s) is unmeasured: no GPU was available to "
+           "this run."),
         "",
         "**Command:**",
         "",
@@ -1084,14 +1096,15 @@ def report(
         "```",
         "",
         f"Data: {res['data']}, {res['n_train']} training / {res['n_validation']} validation cases (the bundle's seeded "
-        f"split), validation every {res['val_interval_epochs']} epochs for both recipes. Times are each recipe's own "
+        f"split), validation every {res['val_interval_epochs']} epochs for both recipes, scored after the same "
+        f"postprocessing: {res.get('validation_postprocessing', POSTPROCESS['none'])}. Times are each recipe's own "
         "wall time, including the fast recipe's caching and both recipes' validation.",
         "",
         "## Time to Dice (synthetic phantom)",
         "",
         "| recipe | time to Dice 0.80 (s) | 0.90 (s) | 0.95 (s) | final Dice | best Dice | epochs | s / epoch | "
-        "s / validation | setup (s) | own time (s) / budget | peak RSS (MB) | stopped because |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "s / validation | setup (s) | own time (s) / budget | peak PSS (MB) | peak RSS (MB) | stopped because |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name in ("regular", "fast"):
         r = res["recipes"][name]
@@ -1099,9 +1112,13 @@ def report(
             f"| {name} | {_fmt(r['time_to_dice_0.80_s'], none='not reached')} | "
             f"{_fmt(r['time_to_dice_0.90_s'], none='not reached')} | {_fmt(r['time_to_dice_0.95_s'], none='not reached')} | {_fmt(r['final_dice'], 3)} | {_fmt(r['best_dice'], 3)} | {r['epochs']} | "
             f"{_fmt(r['seconds_per_epoch'])} | {_fmt(r['seconds_per_validation'])} | {_fmt(r['setup_s'])} | "
-            f"{_fmt(r['own_time_s'], 0)} / {_fmt(r['budget_s'], 0)} | {_fmt(r['peak_rss_mb'], 0)} | {r['stopped_because']} |"
+            f"{_fmt(r['own_time_s'], 0)} / {_fmt(r['budget_s'], 0)} | {_fmt(r.get('peak_pss_mb'), 0)} | "
+            f"{_fmt(r['peak_rss_mb'], 0)} | {r['stopped_because']} |"
         )
-    lines += ["", "Recipes:", ""]
+    lines += ["", "Peak PSS is the memory the process and its DataLoader workers held (shared pages split among them); "
+              "peak RSS counts pages shared with forked workers once per worker, so it overstates the footprint. "
+              "Both include what the other recipe kept resident at the time (e.g. the fast recipe's cache).",
+              "", "Recipes:", ""]
     for name in ("regular", "fast"):
         lines.append(f"- **{name}**: {res['recipes'][name]['recipe']}")
     lines += ["", "Ratios regular / fast (synthetic phantom; `_lower_bound`: the regular recipe had not reached the "
@@ -1170,7 +1187,10 @@ def report(
         lines.append("")
     if notes and Path(notes).is_file():
         lines += [Path(notes).read_text().rstrip(), ""]
-    _atomic_write_text(Path(out), "\n".join(lines) + "\n")
+    text = "\n".join(lines) + "\n"
+    if kept:
+        text += "\n" + kept.rstrip() + "\n"
+    _atomic_write_text(Path(out), text)
     print(f"wrote {out}")
 
 

@@ -61,6 +61,18 @@ def test_bench_spleen_tiny(tmp_path: Path) -> None:
     # no half-written files are left behind
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
 
+    # the performance page: regenerated from results.json, hand-written notes below the marker kept
+    tool = _load_tool()
+    page = tmp_path / "performance.md"
+    page.write_text("# stale tables\n\n" + tool.NOTES_MARKER + "\n\n## Findings\n\nhand-written text\n")
+    proc = subprocess.run([sys.executable, str(TOOL), "report", "--results", str(out / "results.json"), "--out", str(page)],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = page.read_text()
+    assert "stale tables" not in text and "hand-written text" in text
+    assert text.index("## Time to Dice") < text.index(tool.NOTES_MARKER)
+    assert "peak PSS (MB)" in text and "largest connected" in text
+
 
 def _load_tool():
     spec = importlib.util.spec_from_file_location("bench_spleen", TOOL)
