@@ -884,8 +884,6 @@ def profile(
 _CHANNELS_LAST = {"network": "$@network_def.to(@device, memory_format=torch.channels_last_3d)"}
 CPU_BASE = {"roi_size": [64, 64, 64], "batch_size": 2, "samples_per_volume": 2, **_CHANNELS_LAST}
 
-# name -> (mode, overrides of train.json). throughput: seconds per iteration (no validation); validation: one
-# validation pass after one iteration; convergence: train for budget_s seconds, then validate (the Dice reached).
 WHOLE_VOLUME_VAL = {"val_roi_size": [240, 192, 192], "sw_batch_size": 1, "validate#inferer#overlap": 0.25}
 
 # name -> (mode, overrides of train.json). throughput: seconds per iteration (no validation); validation: one

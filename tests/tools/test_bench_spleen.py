@@ -132,3 +132,30 @@ def test_both_recipes_validate_with_the_chosen_postprocessing(postprocess: str, 
 def test_unknown_postprocessing_is_refused() -> None:
     with pytest.raises(ValueError, match="--postprocess must be one of"):
         _load_tool()._fast_validation_postprocessing("biggest")
+
+
+DOCS = REPO / "bundles" / "spleen-fast-train" / "docs"
+
+
+def test_committed_results_have_every_field_and_ratio() -> None:
+    """The full run committed under the bundle's docs is a complete bench output: every field, every ratio."""
+    results = json.loads((DOCS / "results.json").read_text())
+    for key in TOP:
+        assert key in results, key
+    assert results["data"] == "synthetic phantom"
+    for name in ("regular", "fast"):
+        for key in PER_RECIPE:
+            assert key in results["recipes"][name], (name, key)
+    assert (DOCS / "dice_vs_time.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_committed_performance_page_is_what_report_writes(tmp_path: Path) -> None:
+    """performance.md's generated tables come from the committed JSON files: `report` rewrites the page unchanged."""
+    page = tmp_path / "performance.md"
+    committed = (DOCS / "performance.md").read_text()
+    page.write_text(committed)
+    cmd = [sys.executable, str(TOOL), "report", "--results", str(DOCS / "results.json"), "--out", str(page),
+           "--profile_json", str(DOCS / "profile.json")]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert page.read_text() == committed, "performance.md differs from `bench_spleen.py report` on the committed JSON"
