@@ -17,6 +17,7 @@ recipe is charged only its own wall time, and the fast recipe's data caching cou
 Usage::
 
     python tools/bench_spleen.py bench --budget_s 1200 --out runs/bench        # results.json + dice_vs_time.png
+    python tools/bench_spleen.py checkpoints --epochs 150 --stop_epoch 100       # Dice per saved checkpoint, per case
     python tools/bench_spleen.py profile --epochs 2                             # where a fast iteration's time goes
     python tools/bench_spleen.py candidates --iterations 3                      # CPU speed-up candidates, measured
     python tools/bench_spleen.py micro                                          # UNet step: fp32/channels-last/bf16
@@ -881,6 +882,230 @@ def profile(
     return None
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# checkpoints: is the fast recipe's Dice stable from epoch to epoch, and what goes wrong when it is not?
+
+
+def _recompute_bn(network: Any, loader: Any, device: Any, seed: int) -> Any:
+    """A copy of ``network`` whose batch-norm running statistics are the plain average over one pass of ``loader``
+    (the training crops), instead of the exponential average of the last few training batches."""
+    import copy
+
+    import torch
+    from monai.utils import set_determinism
+
+    net = copy.deepcopy(network)
+    bns = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return net
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average: every batch of the pass weighs the same
+    set_determinism(seed=seed)  # the same crops for every checkpoint: the shuffle (torch) and the random crops
+    transform = getattr(getattr(loader, "dataset", None), "transform", None)
+    if hasattr(transform, "set_random_state"):
+        transform.set_random_state(seed=seed)
+    net.train()
+    with torch.no_grad():
+        for batch in loader:
+            net(batch["image"].to(device))
+    return net.eval()
+
+
+def _score_cases(network: Any, loader: Any, inferer: Any, device: Any, amp: bool, names: list[str]) -> list[dict[str, Any]]:
+    """Per validation case: Dice of the raw argmax and of its largest connected spleen component (what the bundle's
+    inference and evaluation keep), the raw prediction's connected components and false-positive voxels."""
+    import numpy as np
+    import torch
+    from monai.transforms import KeepLargestConnectedComponent
+    from scipy import ndimage
+
+    largest = KeepLargestConnectedComponent(applied_labels=[1])  # full connectivity, as in the bundle's configs
+    structure = ndimage.generate_binary_structure(3, 3)
+
+    def dice(a: np.ndarray, b: np.ndarray) -> float:
+        denom = a.sum() + b.sum()
+        return float(2.0 * np.logical_and(a, b).sum() / denom) if denom else 1.0
+
+    rows = []
+    network.eval()
+    with torch.no_grad():
+        for i, batch in enumerate(loader):
+            image = batch["image"].to(device)
+            with torch.autocast("cuda", enabled=amp and device.type == "cuda"):
+                logits = inferer(image, network)
+            pred = torch.argmax(logits, dim=1, keepdim=True)[0].cpu()  # (1, H, W, D) label map
+            label = torch.as_tensor(batch["label"])[0, 0].cpu().numpy() > 0.5
+            raw = pred[0].numpy() > 0
+            kept = np.asarray(largest(pred))[0] > 0
+            rows.append({
+                "case": names[i] if i < len(names) else f"case {i}",
+                "dice": round(dice(raw, label), 4),
+                "dice_largest_component": round(dice(kept, label), 4),
+                "components": int(ndimage.label(raw, structure=structure)[1]),
+                "false_positive_voxels": int(np.logical_and(raw, ~label).sum()),
+                "false_negative_voxels": int(np.logical_and(~raw, label).sum()),
+                "spleen_voxels": int(label.sum()),
+            })
+    return rows
+
+
+def checkpoints(
+    out: str = "runs/bench_spleen_checkpoints",
+    epochs: int = 150,
+    stop_epoch: int | None = None,
+    save_every: int = 10,
+    score_from: int = 0,
+    recompute_bn: bool = True,
+    score_only: bool = False,
+    n_cases: int | None = None,
+    resolution: str = "scan",
+    dataset_dir: str | None = None,
+    configs: list[str] | None = None,
+    override: Any = None,
+    device: str | None = None,
+    seed: int = 0,
+) -> None:
+    """Train the fast recipe without validating, save its weights every ``save_every`` epochs, then score every saved
+    checkpoint on each validation case. Writes ``checkpoints.json`` under ``out``.
+
+    Validation Dice of the CPU fast recipe can swing between neighbouring validations; this separates what the
+    weights do from what one validation happens to catch. Each checkpoint is scored as saved and, with
+    ``recompute_bn``, again after its batch-norm statistics are recomputed over one pass of the training crops.
+
+    Args:
+        out: output folder (``checkpoints/epoch_NNNN.pt``, ``training.json``, ``checkpoints.json``).
+        epochs: the training schedule's length (the cosine learning-rate schedule's ``T_max``).
+        stop_epoch: stop training after this epoch, with the schedule still ``epochs`` long (default: ``epochs``).
+        save_every: save the weights every this many epochs (and after the last epoch).
+        score_from: score only checkpoints from this epoch on.
+        recompute_bn: also score each checkpoint with recomputed batch-norm statistics.
+        score_only: skip training; score the checkpoints already under ``out``.
+        n_cases, resolution, dataset_dir, configs, override, device, seed: as for ``bench``.
+    """
+    import io
+
+    import torch
+    from ignite.engine import Events
+    from monai.handlers import from_engine
+
+    out_dir = Path(out).resolve()
+    ckpt_dir = out_dir / "checkpoints"
+    epochs = int(epochs)
+    last = epochs if stop_epoch is None else min(int(stop_epoch), epochs)
+    ovr = {**_data_overrides(dataset_dir, n_cases, resolution), "seed": seed, "bundle_root": str(BUNDLE),
+           "ckpt_dir": str(out_dir / "models"), "output_dir": str(out_dir / "eval"), "epochs": epochs,
+           "val_interval": epochs + 1, **_as_dict(override)}  # no validation during training
+    if device is not None:
+        ovr["device"] = f"$torch.device('{device}')"
+    files = _config_files(configs, device)
+    parser = _parser(files, ovr)
+    parser.get_parsed_content("train#datalist")  # generate data outside the timings
+    parser.get_parsed_content("validate#datalist")
+    dev = parser.get_parsed_content("device")
+    t0 = time.perf_counter()
+    trainer, _ = _build_fast(parser)
+    network = parser.get_parsed_content("network")
+    training_json = out_dir / "training.json"
+
+    if not score_only:
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        log: dict[str, Any] = {"setup_s": round(time.perf_counter() - t0, 2), "epoch_s": [], "loss": [], "saved": {}}
+        clock = {"t": 0.0, "losses": []}
+
+        @trainer.on(Events.EPOCH_STARTED)
+        def _started(engine: Any) -> None:
+            clock["t"], clock["losses"] = time.perf_counter(), []
+
+        @trainer.on(Events.ITERATION_COMPLETED)
+        def _loss(engine: Any) -> None:
+            clock["losses"].append(float(from_engine(["loss"], first=True)(engine.state.output)))
+
+        @trainer.on(Events.EPOCH_COMPLETED)
+        def _save(engine: Any) -> None:
+            log["epoch_s"].append(round(time.perf_counter() - clock["t"], 3))
+            log["loss"].append(round(sum(clock["losses"]) / max(len(clock["losses"]), 1), 5))
+            epoch = engine.state.epoch
+            if epoch % int(save_every) == 0 or epoch >= last:
+                buf = io.BytesIO()
+                torch.save({"model": network.state_dict(), "epoch": epoch}, buf)
+                atomic_write_bytes(ckpt_dir / f"epoch_{epoch:04d}.pt", buf.getvalue())
+                log["saved"][str(epoch)] = round(log["setup_s"] + sum(log["epoch_s"]), 2)
+                print(f"epoch {epoch}: saved, {log['saved'][str(epoch)]:.0f} s of training incl. setup, "
+                      f"loss {log['loss'][-1]:.4f}", flush=True)
+            if epoch >= last:
+                engine.terminate()
+
+        trainer.run()
+        _atomic_write_text(training_json, json.dumps(log, indent=2) + "\n")
+    if not training_json.is_file():
+        raise FileNotFoundError(f"{training_json}: no training log; run without --score_only first")
+    log = json.loads(training_json.read_text())
+    paths = sorted(p for p in ckpt_dir.glob("epoch_*.pt") if int(p.stem.split("_")[1]) >= int(score_from))
+    if not paths:
+        raise FileNotFoundError(f"{ckpt_dir}: no checkpoints from epoch {score_from} on")
+
+    loader = parser.get_parsed_content("validate#dataloader")
+    inferer = parser.get_parsed_content("validate#inferer")
+    train_loader = parser.get_parsed_content("train#dataloader")
+    amp = bool(parser.get_parsed_content("amp"))
+    names = [Path(d["image"]).name for d in parser.get_parsed_content("validate#datalist")]  # the loader's order
+    rows = []
+    for path in paths:
+        state = torch.load(path, map_location=dev, weights_only=True)
+        network.load_state_dict(state["model"])
+        epoch = int(state["epoch"])
+        variants = [("as saved", network)]
+        if recompute_bn:
+            variants.append(("BN recomputed", _recompute_bn(network, train_loader, dev, seed)))
+        for weights, net in variants:
+            cases = _score_cases(net, loader, inferer, dev, amp, names)
+            row = {"epoch": epoch, "train_time_s": log["saved"].get(str(epoch)), "weights": weights,
+                   "mean_dice": round(sum(c["dice"] for c in cases) / len(cases), 4),
+                   "mean_dice_largest_component": round(sum(c["dice_largest_component"] for c in cases) / len(cases), 4),
+                   "min_dice_largest_component": min(c["dice_largest_component"] for c in cases),
+                   "mean_components": round(sum(c["components"] for c in cases) / len(cases), 1),
+                   "cases": cases}
+            rows.append(row)
+            print(f"epoch {epoch} {weights}: Dice {row['mean_dice']:.3f}, largest component "
+                  f"{row['mean_dice_largest_component']:.3f} (min {row['min_dice_largest_component']:.3f}), "
+                  f"{row['mean_components']} components per case", flush=True)
+
+    summary = {}
+    for weights in sorted({r["weights"] for r in rows}):
+        curve = [r for r in rows if r["weights"] == weights]
+        for t in THRESHOLDS:
+            first = next((r["epoch"] for r in curve if r["mean_dice_largest_component"] >= t), None)
+            # the first checkpoint from which every later one stays at or above t
+            stable = next((r["epoch"] for i, r in enumerate(curve)
+                           if all(q["mean_dice_largest_component"] >= t for q in curve[i:])), None)
+            summary[f"{weights}: first_epoch_dice_{t:.2f}"] = first
+            summary[f"{weights}: stable_from_epoch_dice_{t:.2f}"] = stable
+    result = {
+        "benchmark": "spleen-fast-train fast recipe: per-checkpoint validation Dice, per case",
+        "data": _data_kind(parser.get_parsed_content("dataset_dir")),
+        "command": " ".join(["python"] + sys.argv),
+        "machine": _machine(),
+        "device": str(dev),
+        "configs": [f.name for f in files],
+        "overrides": _as_dict(override),
+        "schedule_epochs": epochs,
+        "trained_epochs": len(log["epoch_s"]),
+        "setup_s": log["setup_s"],
+        "seconds_per_epoch": round(sum(log["epoch_s"]) / len(log["epoch_s"]), 3) if log["epoch_s"] else None,
+        "train_loss_per_epoch": log["loss"],
+        "notes": ("train_time_s: setup (caching) plus training epochs up to that checkpoint, no validation. Dice per "
+                  "case on the bundle's validation pipeline and sliding-window inferer; largest component as the "
+                  "bundle's inference.json/evaluate.json keep it. BN recomputed: batch-norm running statistics "
+                  "replaced by their plain average over one pass of the training crops."),
+        "summary": summary,
+        "checkpoints": rows,
+    }
+    _atomic_write_text(out_dir / "checkpoints.json", json.dumps(result, indent=2) + "\n")
+    print(json.dumps(summary, indent=2))
+    print(f"wrote {out_dir / 'checkpoints.json'}")
+
+
 _CHANNELS_LAST = {"network": "$@network_def.to(@device, memory_format=torch.channels_last_3d)"}
 CPU_BASE = {"roi_size": [64, 64, 64], "batch_size": 2, "samples_per_volume": 2, **_CHANNELS_LAST}
 
@@ -1193,4 +1418,4 @@ def report(
 
 
 if __name__ == "__main__":
-    fire.Fire({"bench": bench, "profile": profile, "candidates": candidates, "micro": micro, "report": report})
+    fire.Fire({"bench": bench, "checkpoints": checkpoints, "profile": profile, "candidates": candidates, "micro": micro, "report": report})

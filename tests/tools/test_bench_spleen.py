@@ -159,3 +159,80 @@ def test_committed_performance_page_is_what_report_writes(tmp_path: Path) -> Non
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert page.read_text() == committed, "performance.md differs from `bench_spleen.py report` on the committed JSON"
+
+
+class _ThresholdNet(__import__("torch").nn.Module):
+    """Background/spleen logits straight from the image: spleen where the image is above 0.5."""
+
+    def forward(self, x):
+        return __import__("torch").cat([0.5 - x, x - 0.5], dim=1)
+
+
+def test_score_cases_counts_components_false_positives_and_keeps_the_largest() -> None:
+    """Per-case scoring: the raw argmax pays for a detached island, the largest component does not."""
+    import torch
+    from monai.inferers import SimpleInferer
+
+    tool = _load_tool()
+    logits, label = _spleen_with_island()
+    image = (logits[:, 1:] > 0).float()  # spleen block + island, as the network predicts it
+    rows = tool._score_cases(_ThresholdNet(), [{"image": image, "label": label}], SimpleInferer(),
+                             torch.device("cpu"), amp=False, names=["spleen_1.nii.gz"])
+    (row,) = rows
+    assert row["case"] == "spleen_1.nii.gz"
+    assert row["components"] == 2
+    assert row["false_positive_voxels"] == 8 and row["false_negative_voxels"] == 0 and row["spleen_voxels"] == 216
+    assert row["dice"] == round(2 * 216 / (224 + 216), 4)
+    assert row["dice_largest_component"] == 1.0
+
+
+def test_recompute_bn_averages_the_training_batches_and_leaves_the_network_alone() -> None:
+    import torch
+
+    tool = _load_tool()
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv3d(1, 1, 1, bias=False), torch.nn.BatchNorm3d(1))
+    net[0].weight.data.fill_(1.0)
+    net[1].running_mean.fill_(7.0)
+    batches = [{"image": torch.full((2, 1, 4, 4, 4), v)} for v in (1.0, 2.0, 6.0)]
+    fresh = tool._recompute_bn(net, batches, torch.device("cpu"), seed=0)
+    assert torch.allclose(fresh[1].running_mean, torch.tensor([3.0]))  # (1 + 2 + 6) / 3, not an exponential average
+    assert not fresh.training
+    assert net[1].running_mean.item() == 7.0  # the scored checkpoint itself is untouched
+
+
+@pytest.mark.slow
+def test_checkpoints_tiny(tmp_path: Path) -> None:
+    """Train two epochs on tiny phantoms saving each, score both (as saved and with BN recomputed), then rescore
+    from the saved files alone and get the same numbers."""
+    import torch
+    from common.data.layouts import write_msd_spleen
+
+    data = write_msd_spleen(tmp_path / "Task09_Spleen", 4, seed=0, resolution="tiny", progress=False)
+    out = tmp_path / "ckpt"
+    base = [sys.executable, str(TOOL), "checkpoints", "--out", str(out), "--dataset_dir", str(data), "--epochs", "3",
+            "--stop_epoch", "2", "--save_every", "1", "--device", "cpu", "--configs", "[]",
+            "--override", json.dumps(TINY)]
+    proc = subprocess.run(base, cwd=REPO, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    first = json.loads((out / "checkpoints.json").read_text())
+    assert first["data"] == "synthetic phantom"
+    assert first["schedule_epochs"] == 3 and first["trained_epochs"] == 2
+    assert [(r["epoch"], r["weights"]) for r in first["checkpoints"]] == [
+        (1, "as saved"), (1, "BN recomputed"), (2, "as saved"), (2, "BN recomputed")]
+    for row in first["checkpoints"]:
+        assert row["train_time_s"] > 0
+        (case,) = row["cases"]  # 4 cases: 3 train / 1 validation
+        assert case["case"].endswith(".nii.gz")
+        assert 0.0 <= case["dice"] <= 1.0 and 0.0 <= case["dice_largest_component"] <= 1.0
+        assert case["spleen_voxels"] > 0 and case["false_positive_voxels"] >= 0 and case["components"] >= 0
+    assert "as saved: stable_from_epoch_dice_0.90" in first["summary"]
+    state = torch.load(out / "checkpoints" / "epoch_0002.pt", weights_only=True)
+    assert state["epoch"] == 2 and "model" in state
+    assert not [p.name for p in (out / "checkpoints").iterdir() if p.name.startswith(".")]
+
+    proc = subprocess.run(base + ["--score_only", "True"], cwd=REPO, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    again = json.loads((out / "checkpoints.json").read_text())
+    assert again["checkpoints"] == first["checkpoints"]  # scoring is deterministic, BN recomputation included
+    assert again["train_loss_per_epoch"] == first["train_loss_per_epoch"]
