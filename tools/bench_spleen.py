@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shlex
 import sys
 import tempfile
 import threading
@@ -673,7 +674,7 @@ def _results(fast: Track, regular: Track, mem: MemoryMonitor, dev: Any, files: l
     results: dict[str, Any] = {
         "benchmark": "spleen-fast-train: regular vs fast recipe, validation mean Dice vs own wall time",
         "data": _data_kind(parser.get_parsed_content("dataset_dir")),
-        "command": " ".join(["python"] + sys.argv),
+        "command": "python " + shlex.join(sys.argv),
         "machine": machine_start,
         "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
         "device": str(dev),
@@ -950,6 +951,22 @@ def _score_cases(network: Any, loader: Any, inferer: Any, device: Any, amp: bool
     return rows
 
 
+def _stability(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per weights variant and threshold: the first scored epoch whose mean largest-component Dice reaches it, and the
+    first from which every later scored checkpoint stays at or above it (at least one later; the last alone proves
+    nothing)."""
+    summary: dict[str, Any] = {}
+    for weights in sorted({r["weights"] for r in rows}):
+        curve = [r for r in rows if r["weights"] == weights]
+        for t in THRESHOLDS:
+            first = next((r["epoch"] for r in curve if r["mean_dice_largest_component"] >= t), None)
+            stable = next((r["epoch"] for i, r in enumerate(curve[:-1])
+                           if all(q["mean_dice_largest_component"] >= t for q in curve[i:])), None)
+            summary[f"{weights}: first_epoch_dice_{t:.2f}"] = first
+            summary[f"{weights}: stable_from_epoch_dice_{t:.2f}"] = stable
+    return summary
+
+
 def checkpoints(
     out: str = "runs/bench_spleen_checkpoints",
     epochs: int = 150,
@@ -1071,20 +1088,11 @@ def checkpoints(
                   f"{row['mean_dice_largest_component']:.3f} (min {row['min_dice_largest_component']:.3f}), "
                   f"{row['mean_components']} components per case", flush=True)
 
-    summary = {}
-    for weights in sorted({r["weights"] for r in rows}):
-        curve = [r for r in rows if r["weights"] == weights]
-        for t in THRESHOLDS:
-            first = next((r["epoch"] for r in curve if r["mean_dice_largest_component"] >= t), None)
-            # the first checkpoint from which every later one stays at or above t
-            stable = next((r["epoch"] for i, r in enumerate(curve)
-                           if all(q["mean_dice_largest_component"] >= t for q in curve[i:])), None)
-            summary[f"{weights}: first_epoch_dice_{t:.2f}"] = first
-            summary[f"{weights}: stable_from_epoch_dice_{t:.2f}"] = stable
+    summary = _stability(rows)
     result = {
         "benchmark": "spleen-fast-train fast recipe: per-checkpoint validation Dice, per case",
         "data": _data_kind(parser.get_parsed_content("dataset_dir")),
-        "command": " ".join(["python"] + sys.argv),
+        "command": "python " + shlex.join(sys.argv),
         "machine": _machine(),
         "device": str(dev),
         "configs": [f.name for f in files],
@@ -1276,16 +1284,45 @@ def _fmt(v: Any, nd: int = 1, unit: str = "", none: str = "—") -> str:
     return f"{v}{unit}"
 
 
+def _checkpoints_section(c: dict[str, Any]) -> list[str]:
+    """A markdown table of one ``checkpoints.json``: a row per scored checkpoint, every case's Dice in it."""
+    lines = [
+        f"## Dice per checkpoint: {', '.join(c['configs'])} + overrides `{json.dumps(c['overrides'])}` ({c['data']})",
+        "",
+        f"`{c['command']}` — {c['trained_epochs']} epochs of a {c['schedule_epochs']}-epoch cosine schedule, "
+        f"{c['seconds_per_epoch']} s per epoch, setup {c['setup_s']} s, on {c['device']} "
+        f"({c['machine'].get('cpu_count')}-core CPU" + (f", GPU {c['machine']['cuda']}" if c["machine"].get("cuda") else "")
+        + "); no validation during training. Each checkpoint is scored on every validation case with the bundle's "
+        "validation pipeline and sliding-window inferer; \"BN recomputed\": its batch-norm statistics replaced by "
+        "their plain average over one pass of the training crops.",
+        "",
+        "| epoch | weights | training time (s) | mean Dice | mean Dice, largest component | min | components per case (mean) | per case, largest component |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in c["checkpoints"]:
+        cases = " ".join(f"{x['dice_largest_component']:.2f}" for x in r["cases"])
+        lines.append(
+            f"| {r['epoch']} | {r['weights']} | {_fmt(r['train_time_s'], 0)} | {r['mean_dice']:.3f} | "
+            f"**{r['mean_dice_largest_component']:.3f}** | {r['min_dice_largest_component']:.2f} | {r['mean_components']} | {cases} |"
+        )
+    stable = {k: v for k, v in _stability(c["checkpoints"]).items() if "0.90" in k}
+    lines += ["", "Epochs (largest component, scored checkpoints only; \"stable from\": every later scored checkpoint "
+              "stays at or above, and at least one does): "
+              + "; ".join(f"{k.replace('_', ' ')} = {v if v is not None else 'not reached'}" for k, v in stable.items()), ""]
+    return lines
+
+
 def report(
     results: str = "bundles/spleen-fast-train/docs/results.json",
     out: str = "bundles/spleen-fast-train/docs/performance.md",
     profile_json: str | None = None,
     candidates_json: str | None = None,
     micro_json: str | None = None,
+    checkpoints_json: list[str] | None = None,
     notes: str | None = None,
 ) -> None:
     """Write the performance page (markdown) from the JSON files the other subcommands wrote, so every number in
-    it comes from a command. ``notes``: a markdown file inserted after the tables (findings, proposals). If ``out``
+    it comes from a command. ``checkpoints_json``: one or more ``checkpoints.json`` files (a table each). ``notes``: a markdown file inserted after the tables (findings, proposals). If ``out``
     exists and holds the line ``NOTES_MARKER``, everything from that line on (hand-written sections) is kept below the
     regenerated tables."""
     res = json.loads(Path(results).read_text())
@@ -1393,6 +1430,8 @@ def report(
                 f"`{json.dumps(r['overrides'])}` |"
             )
         lines.append("")
+    for path in [checkpoints_json] if isinstance(checkpoints_json, str) else (checkpoints_json or []):
+        lines += _checkpoints_section(json.loads(Path(path).read_text()))
     if micro_json and Path(micro_json).is_file():
         mi = json.loads(Path(micro_json).read_text())
         lines += [

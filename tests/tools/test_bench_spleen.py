@@ -149,13 +149,25 @@ def test_committed_results_have_every_field_and_ratio() -> None:
     assert (DOCS / "dice_vs_time.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_committed_checkpoint_curves_are_complete() -> None:
+    """Each per-checkpoint run committed under the docs is a whole `checkpoints` output on the phantoms."""
+    files = sorted(DOCS.glob("checkpoints_*.json"))
+    assert files
+    for path in files:
+        c = json.loads(path.read_text())
+        assert c["data"] == "synthetic phantom", path.name
+        assert c["command"].startswith("python tools/bench_spleen.py checkpoints"), path.name
+        assert c["checkpoints"] and all(len(r["cases"]) == 8 for r in c["checkpoints"]), path.name
+
+
 def test_committed_performance_page_is_what_report_writes(tmp_path: Path) -> None:
     """performance.md's generated tables come from the committed JSON files: `report` rewrites the page unchanged."""
     page = tmp_path / "performance.md"
     committed = (DOCS / "performance.md").read_text()
     page.write_text(committed)
     cmd = [sys.executable, str(TOOL), "report", "--results", str(DOCS / "results.json"), "--out", str(page),
-           "--profile_json", str(DOCS / "profile.json")]
+           "--profile_json", str(DOCS / "profile.json"),
+           "--checkpoints_json", json.dumps([str(p) for p in sorted(DOCS.glob("checkpoints_*.json"))])]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert page.read_text() == committed, "performance.md differs from `bench_spleen.py report` on the committed JSON"
@@ -236,3 +248,24 @@ def test_checkpoints_tiny(tmp_path: Path) -> None:
     again = json.loads((out / "checkpoints.json").read_text())
     assert again["checkpoints"] == first["checkpoints"]  # scoring is deterministic, BN recomputation included
     assert again["train_loss_per_epoch"] == first["train_loss_per_epoch"]
+
+    page = tmp_path / "performance.md"
+    proc = subprocess.run([sys.executable, str(TOOL), "report", "--results", str(DOCS / "results.json"), "--out",
+                           str(page), "--checkpoints_json", json.dumps([str(out / "checkpoints.json")])],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = page.read_text()
+    assert "## Dice per checkpoint" in text and "| 2 | BN recomputed |" in text
+
+
+def test_stability_needs_every_later_checkpoint_and_more_than_the_last() -> None:
+    stability = _load_tool()._stability
+
+    def rows(*dice):
+        return [{"epoch": 10 * (i + 1), "weights": "as saved", "mean_dice_largest_component": d} for i, d in enumerate(dice)]
+
+    swinging = stability(rows(0.91, 0.5, 0.91))
+    assert swinging["as saved: first_epoch_dice_0.90"] == 10
+    assert swinging["as saved: stable_from_epoch_dice_0.90"] is None  # the last checkpoint alone proves nothing
+    assert stability(rows(0.5, 0.91, 0.92))["as saved: stable_from_epoch_dice_0.90"] == 20
+    assert stability(rows(0.5, 0.91, 0.92))["as saved: first_epoch_dice_0.95"] is None
