@@ -268,6 +268,21 @@ def _parser(files: list[Path], overrides: dict[str, Any]) -> Any:
     return parser
 
 
+def _run_parser(out_dir: Path, settings: dict[str, Any], *, dataset_dir: str | None, n_cases: int | None,
+                resolution: str, configs: list[str] | None, override: Any, device: str | None) -> tuple[list[Path], Any]:
+    """The fast recipe's config files and parser for one run writing under ``out_dir``: the benchmark's data,
+    ``settings``, then the user's ``override``. The data is generated here, outside any timing."""
+    ovr = {**_data_overrides(dataset_dir, n_cases, resolution), "bundle_root": str(BUNDLE),
+           "ckpt_dir": str(out_dir / "models"), "output_dir": str(out_dir / "eval"), **settings, **_as_dict(override)}
+    if device is not None:
+        ovr["device"] = f"$torch.device('{device}')"
+    files = _config_files(configs, device)
+    parser = _parser(files, ovr)
+    parser.get_parsed_content("train#datalist")
+    parser.get_parsed_content("validate#datalist")
+    return files, parser
+
+
 def _net_from(parser: Any) -> Any:
     """A fresh network from the bundle's ``network_def`` (the same definition the fast recipe uses)."""
     from monai.bundle import ConfigParser
@@ -857,15 +872,8 @@ def profile(
     validation time, and the share of validation in wall time, over ``epochs`` epochs (validating on the last).
     Writes ``profile.json`` under ``out``."""
     out_dir = Path(out).resolve()
-    ovr = {**_data_overrides(dataset_dir, n_cases, resolution), "bundle_root": str(BUNDLE),
-           "ckpt_dir": str(out_dir / "models"), "output_dir": str(out_dir / "eval"), "epochs": int(epochs),
-           "val_interval": int(epochs), **_as_dict(override)}
-    if device is not None:
-        ovr["device"] = f"$torch.device('{device}')"
-    files = _config_files(configs, device)
-    parser = _parser(files, ovr)
-    parser.get_parsed_content("train#datalist")  # generate data outside the timings
-    parser.get_parsed_content("validate#datalist")
+    files, parser = _run_parser(out_dir, {"epochs": int(epochs), "val_interval": int(epochs)}, dataset_dir=dataset_dir,
+                                n_cases=n_cases, resolution=resolution, configs=configs, override=override, device=device)
     res = _time_fast(parser, epochs=epochs, train_budget_s=None, validate_at_end=False)
     its_per_epoch = res["iterations"] / max(res["epochs"], 1)
     epoch_train_s = res["seconds_per_iteration"] * its_per_epoch
@@ -1010,15 +1018,9 @@ def checkpoints(
     ckpt_dir = out_dir / "checkpoints"
     epochs = int(epochs)
     last = epochs if stop_epoch is None else min(int(stop_epoch), epochs)
-    ovr = {**_data_overrides(dataset_dir, n_cases, resolution), "seed": seed, "bundle_root": str(BUNDLE),
-           "ckpt_dir": str(out_dir / "models"), "output_dir": str(out_dir / "eval"), "epochs": epochs,
-           "val_interval": epochs + 1, **_as_dict(override)}  # no validation during training
-    if device is not None:
-        ovr["device"] = f"$torch.device('{device}')"
-    files = _config_files(configs, device)
-    parser = _parser(files, ovr)
-    parser.get_parsed_content("train#datalist")  # generate data outside the timings
-    parser.get_parsed_content("validate#datalist")
+    files, parser = _run_parser(out_dir, {"seed": seed, "epochs": epochs, "val_interval": epochs + 1},  # no validation
+                                dataset_dir=dataset_dir, n_cases=n_cases, resolution=resolution, configs=configs,
+                                override=override, device=device)
     dev = parser.get_parsed_content("device")
     t0 = time.perf_counter()
     trainer, _ = _build_fast(parser)
