@@ -17,11 +17,19 @@ recipe is charged only its own wall time, and the fast recipe's data caching cou
 Usage::
 
     python tools/bench_spleen.py bench --budget_s 1200 --out runs/bench        # results.json + dice_vs_time.png
+    python tools/bench_spleen.py resume --out runs/bench --budget_s 20000      # regular recipe goes on from its state
     python tools/bench_spleen.py checkpoints --epochs 150 --stop_epoch 100       # Dice per saved checkpoint, per case
     python tools/bench_spleen.py profile --epochs 2                             # where a fast iteration's time goes
     python tools/bench_spleen.py candidates --iterations 3                      # CPU speed-up candidates, measured
     python tools/bench_spleen.py micro                                          # UNet step: fp32/channels-last/bf16
     python tools/bench_spleen.py report --results R.json --profile_json P.json  # docs/performance.md from the JSONs
+
+The regular recipe is slow enough on CPU that settling a 10x claim takes longer than one sitting. So the benchmark
+saves the regular recipe's state (weights, optimizer, torch RNG, own clock and curve) after each of its epochs, and
+writes ``results.json`` as soon as the fast recipe is done and again after every later regular epoch: a run that is
+cut off keeps what it measured, and ``resume`` continues the regular recipe alone from its last epoch up to a new
+own-time budget. Only the regular recipe's own time is charged, so a pause between sittings costs it nothing; the
+resumes are listed in ``results.json``.
 
 ``--override '{"roi_size": [64, 64, 64]}'`` applies config overrides to both recipes' shared settings (pixdim,
 HU window, crop and validation ROI sizes) and to the fast recipe; ``--fast_override`` to the fast recipe only.
@@ -499,6 +507,82 @@ def _metric_name(parser: Any) -> str:
 # commands
 
 
+def _shared_overrides(dataset_dir: str | None, n_cases: int | None, resolution: str, seed: int, override: Any,
+                      device: str | None) -> dict[str, Any]:
+    """Overrides that both recipes share: the data, the seed, the user's ``override`` and the device."""
+    shared = {**_data_overrides(dataset_dir, n_cases, resolution), "seed": seed, **_as_dict(override)}
+    if device is not None:
+        shared["device"] = f"$torch.device('{device}')"
+    return shared
+
+
+def _regular_recipe(base: Any, train_files: list, val_files: list, *, workers: int, postprocess: str,
+                    device: Any) -> RegularRecipe:
+    """The regular recipe on the bundle's shared settings (pixdim, HU window, crop and validation window sizes)."""
+    return RegularRecipe(
+        train_files, val_files, _net_from(base),
+        pixdim=list(base.get_parsed_content("pixdim")), hu_window=list(base.get_parsed_content("hu_window")),
+        roi_size=list(base.get_parsed_content("roi_size")), num_samples=int(base.get_parsed_content("samples_per_volume")),
+        val_roi_size=list(base.get_parsed_content("val_roi_size")), sw_batch_size=int(base.get_parsed_content("sw_batch_size")),
+        num_workers=workers, largest_component=postprocess == "largest_component", device=device,
+    )
+
+
+def _save_regular_state(path: Path, reg: RegularRecipe, track: Track) -> None:
+    """Everything ``resume`` needs to continue the regular recipe, as tensors and plain containers (atomic write)."""
+    import io
+
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(
+        {
+            "network": reg.network.state_dict(),
+            "optimizer": reg.optimizer.state_dict(),
+            "torch_rng": torch.get_rng_state(),  # shuffling and the worker seeds (the random crops) come from it
+            "epochs": track.epochs,
+            "own_time_s": track.clock.total,
+            "setup_s": track.setup_s,
+            "epoch_s": list(track.epoch_s),
+            "val_s": list(track.val_s),
+            "curve": list(track.curve),
+        },
+        buf,
+    )
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _regular_epoch(reg: RegularRecipe, track: Track, mem: MemoryMonitor, val_interval: int, state_path: Path,
+                   after: Callable[[], None] | None = None) -> None:
+    """One regular epoch (and its validation when due) on the regular clock, then its state saved and ``after``
+    called; no-op once stopped."""
+    if track.stopped:
+        return
+    why = track.should_stop(next_validates=(track.epochs + 1) % val_interval == 0)
+    if why:
+        track.stopped = why
+        return
+    mem.switch("regular")
+    track.clock.start()
+    t0 = time.perf_counter()
+    reg.train_epoch()
+    track.epochs += 1
+    track.epoch_s.append(time.perf_counter() - t0)
+    if track.epochs % val_interval == 0:
+        t1 = time.perf_counter()
+        dice = reg.validate()
+        track.val_s.append(time.perf_counter() - t1)
+        track.record(track.epochs, dice)
+    track.clock.stop()
+    _save_regular_state(state_path, reg, track)
+    if after is not None:
+        after()
+
+
+REGULAR_STATE = "regular_state.pt"
+STILL_RUNNING = "running when this was written (state saved after each epoch; `resume` continues it)"
+
+
 def bench(
     out: str = "runs/bench_spleen",
     budget_s: float = 1200.0,
@@ -518,8 +602,12 @@ def bench(
 ) -> None:
     """Train both recipes interleaved and write ``results.json`` and ``dice_vs_time.png`` under ``out``.
 
+    ``results.json`` is first written when the fast recipe is done and rewritten after every later regular
+    epoch, so a run cut off while the regular recipe goes on alone keeps its results; ``resume`` continues it.
+
     Args:
-        out: output folder (also holds the fast recipe's checkpoints and TensorBoard logs).
+        out: output folder (also holds the fast recipe's checkpoints and TensorBoard logs, and the regular recipe's
+            saved state).
         budget_s: own wall-time budget of the regular recipe (and of the fast one unless ``fast_budget_s``).
         fast_budget_s: own wall-time budget of the fast recipe.
         max_epochs: epoch limit of each recipe.
@@ -541,11 +629,13 @@ def bench(
     from ignite.engine import Events
     from monai.utils import set_determinism
 
+    args = {"out": out, "budget_s": budget_s, "fast_budget_s": fast_budget_s, "max_epochs": max_epochs,
+            "n_cases": n_cases, "resolution": resolution, "dataset_dir": dataset_dir, "configs": configs,
+            "override": _as_dict(override), "fast_override": _as_dict(fast_override), "stop_dice": stop_dice,
+            "postprocess": postprocess, "regular_workers": regular_workers, "device": device, "seed": seed}
     out_dir = Path(out).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
-    shared = {**_data_overrides(dataset_dir, n_cases, resolution), "seed": seed, **_as_dict(override)}
-    if device is not None:
-        shared["device"] = f"$torch.device('{device}')"
+    shared = _shared_overrides(dataset_dir, n_cases, resolution, seed, override, device)
     files = _config_files(configs, device)
     fast_ovr = {
         **shared,
@@ -561,6 +651,8 @@ def bench(
     val_interval = int(fast_parser.get_parsed_content("val_interval"))
     dev = fast_parser.get_parsed_content("device")
     machine_start = _machine()
+    state_path = out_dir / REGULAR_STATE
+    state_path.unlink(missing_ok=True)  # a state left by an earlier run in this folder is not this run's
 
     mem = MemoryMonitor()
     fast = Track("fast", budget_s if fast_budget_s is None else fast_budget_s, max_epochs, stop_dice)
@@ -577,35 +669,9 @@ def bench(
     regular.clock.start()
     set_determinism(seed=seed)
     workers = int(regular_workers) if regular_workers is not None else (os.cpu_count() or 1)
-    reg = RegularRecipe(
-        train_files, val_files, _net_from(base),
-        pixdim=list(base.get_parsed_content("pixdim")), hu_window=list(base.get_parsed_content("hu_window")),
-        roi_size=list(base.get_parsed_content("roi_size")), num_samples=int(base.get_parsed_content("samples_per_volume")),
-        val_roi_size=list(base.get_parsed_content("val_roi_size")), sw_batch_size=int(base.get_parsed_content("sw_batch_size")),
-        num_workers=workers, largest_component=postprocess == "largest_component", device=dev,
-    )
+    reg = _regular_recipe(base, train_files, val_files, workers=workers, postprocess=postprocess, device=dev)
     regular.clock.stop()
     regular.setup_s = regular.clock.total
-
-    def regular_epoch() -> None:
-        if regular.stopped:
-            return
-        why = regular.should_stop(next_validates=(regular.epochs + 1) % val_interval == 0)
-        if why:
-            regular.stopped = why
-            return
-        mem.switch("regular")
-        regular.clock.start()
-        t0 = time.perf_counter()
-        reg.train_epoch()
-        regular.epochs += 1
-        regular.epoch_s.append(time.perf_counter() - t0)
-        if regular.epochs % val_interval == 0:
-            t1 = time.perf_counter()
-            dice = reg.validate()
-            regular.val_s.append(time.perf_counter() - t1)
-            regular.record(regular.epochs, dice)
-        regular.clock.stop()
 
     # fast recipe: the bundle's trainer and evaluator; caching happens while they are built, on the fast clock
     mem.switch("fast")
@@ -640,7 +706,7 @@ def bench(
         if why:
             fast.stopped = why
             engine.terminate()
-        regular_epoch()  # interleave: one regular epoch after each fast epoch
+        _regular_epoch(reg, regular, mem, val_interval, state_path)  # interleave: one regular epoch after each fast epoch
         mem.switch("fast")
         fast.clock.start()
 
@@ -657,72 +723,165 @@ def bench(
         fast.stopped = fast.stopped or "max_epochs"
     else:
         fast.stopped = fast.should_stop(next_validates=val_interval == 1)
-    while not regular.stopped:  # the fast recipe is done; the regular one goes on alone within its budget
-        regular_epoch()
-    mem.close()
 
-    results = _results(fast, regular, mem, dev, files, fast_parser, trainer, val_interval,
-                       train_files, val_files, machine_start, workers, postprocess)
-    _atomic_write_text(out_dir / "results.json", json.dumps(results, indent=2) + "\n")
-    _plot(results, out_dir / "dice_vs_time.png")
-    print(json.dumps({k: v for k, v in results.items() if "ratio" in k}, indent=2))
-    print(f"wrote {out_dir / 'results.json'} and {out_dir / 'dice_vs_time.png'}")
-    return None  # fire would print a returned dict
-
-
-def _results(fast: Track, regular: Track, mem: MemoryMonitor, dev: Any, files: list[Path], parser: Any, trainer: Any,
-             val_interval: int, train_files: list, val_files: list, machine_start: dict, workers: int,
-             postprocess: str) -> dict[str, Any]:
-    recipes = {}
-    for track in (regular, fast):
-        s = track.summary()
-        s["peak_rss_mb"] = round(mem.peak_rss.get(track.name, 0.0), 1)
-        s["peak_pss_mb"] = round(mem.peak_pss[track.name], 1) if track.name in mem.peak_pss else None
-        s["cuda_max_allocated_mb"] = round(mem.peak_cuda[track.name], 1) if track.name in mem.peak_cuda else None
-        recipes[track.name] = s
-    recipes["regular"]["recipe"] = (
-        f"MONAI spleen tutorial: Dataset + DataLoader ({workers} workers), no caching, DiceLoss(to_onehot_y, softmax), "
-        "Adam lr 1e-4, fp32, batch 2, the bundle's UNet"
-    )
-    recipes["fast"]["recipe"] = "bundle configs: " + " + ".join(str(f.relative_to(REPO_ROOT)) if f.is_relative_to(REPO_ROOT) else str(f) for f in files)
-    recipes["fast"]["cache_mb"] = _cache_mb(parser.get_parsed_content("train#dataset"))
-    results: dict[str, Any] = {
+    results = {
         "benchmark": "spleen-fast-train: regular vs fast recipe, validation mean Dice vs own wall time",
-        "data": _data_kind(parser.get_parsed_content("dataset_dir")),
+        "data": _data_kind(fast_parser.get_parsed_content("dataset_dir")),
         "command": "python " + shlex.join(sys.argv),
+        "args": args,
         "machine": machine_start,
-        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
         "device": str(dev),
         "n_train": len(train_files),
         "n_validation": len(val_files),
         "val_interval_epochs": val_interval,
         "validation_postprocessing": POSTPROCESS[postprocess],
         "thresholds": list(THRESHOLDS),
-        "notes": (
-            "Times are each recipe's own wall time (interleaved epoch by epoch in one process), including the fast "
-            "recipe's caching and both recipes' validation. A recipe stops at its budget, its max_epochs or once its "
-            "validation Dice reaches stop_dice. peak_pss_mb is the peak proportional set size of the process plus its "
-            "worker processes while that recipe ran (the memory the process tree held, each shared page counted "
-            "once); peak_rss_mb is the same peak as a sum of resident sizes, which counts pages shared with forked "
-            "workers once per worker. Both include what the other recipe kept resident. time_to_dice null: not "
-            "reached within own_time_s."
-        ),
-        "recipes": recipes,
+        "notes": RESULTS_NOTES,
+        "recipes": {"regular": None, "fast": _recipe_summary(fast, mem)},
+        "resumes": [],
     }
-    r, f = recipes["regular"], recipes["fast"]
+    results["recipes"]["fast"]["recipe"] = "bundle configs: " + " + ".join(
+        str(f.relative_to(REPO_ROOT)) if f.is_relative_to(REPO_ROOT) else str(f) for f in files)
+    results["recipes"]["fast"]["cache_mb"] = _cache_mb(fast_parser.get_parsed_content("train#dataset"))
+
+    def write() -> None:
+        results["recipes"]["regular"] = _recipe_summary(regular, mem, workers)
+        _write_results(results, out_dir)
+
+    write()  # the fast recipe is done: from here on a cut-off run keeps its results
+    while not regular.stopped:  # the fast recipe is done; the regular one goes on alone within its budget
+        _regular_epoch(reg, regular, mem, val_interval, state_path, after=write)
+    mem.close()
+    write()
+    print(json.dumps({k: v for k, v in results.items() if "ratio" in k}, indent=2))
+    print(f"wrote {out_dir / 'results.json'} and {out_dir / 'dice_vs_time.png'}")
+    return None  # fire would print a returned dict
+
+
+def resume(out: str = "runs/bench_spleen", budget_s: float = 1200.0, max_epochs: int | None = None) -> None:
+    """Continue a benchmark's regular recipe, alone, from its last saved epoch, and rewrite ``results.json`` and
+    ``dice_vs_time.png`` under ``out``.
+
+    The data, split, settings and seed are the ones recorded in ``results.json`` (``args``); the regular recipe's
+    weights, optimizer, torch RNG, own clock and validation curve come from ``regular_state.pt``. Only the regular
+    recipe's own time counts, so the time between the first run and this one is not charged to it. Epochs and
+    validations continue on the same schedule. Shuffling and the DataLoader workers' seeds (hence the random crops)
+    come from the saved torch RNG, so a continuation is seeded: two resumes of one state give the same numbers.
+
+    Args:
+        out: the folder of an earlier ``bench`` (or ``resume``) run.
+        budget_s: the regular recipe's new own wall-time budget, in total (the time it already ran included).
+        max_epochs: the regular recipe's new epoch limit (default: the one it ran with).
+    """
+    import torch
+
+    out_dir = Path(out).resolve()
+    results_path, state_path = out_dir / "results.json", out_dir / REGULAR_STATE
+    if not results_path.is_file():
+        raise SystemExit(f"{results_path}: not found; `resume` continues a `bench` run whose fast recipe finished")
+    results = json.loads(results_path.read_text())
+    args = results.get("args")
+    if not args or not state_path.is_file():
+        raise SystemExit(f"{results_path}: no benchmark arguments or no {REGULAR_STATE} beside it; this run was "
+                         "written before `resume` existed and cannot be continued")
+    state = torch.load(state_path, map_location="cpu", weights_only=True)
+    before = results["recipes"]["regular"]  # the state may be one epoch ahead (cut off between the two writes)
+    if state["epochs"] < before["epochs"] or state["curve"][: len(before["curve"])] != before["curve"]:
+        raise SystemExit(f"{state_path}: does not continue the regular recipe of {results_path} (epoch "
+                         f"{state['epochs']} against {before['epochs']}, or another curve); they are from different runs")
+
+    base = _parser([BUNDLE / "configs" / "train.json"], {
+        **_shared_overrides(args["dataset_dir"], args["n_cases"], args["resolution"], args["seed"],
+                            args["override"], args["device"]), "bundle_root": str(BUNDLE)})
+    train_files = base.get_parsed_content("train#datalist")
+    val_files = base.get_parsed_content("validate#datalist")
+    dev = base.get_parsed_content("device")
+    workers = int(args["regular_workers"]) if args["regular_workers"] is not None else (os.cpu_count() or 1)
+    val_interval = int(results["val_interval_epochs"])
+
+    mem = MemoryMonitor()
+    regular = Track("regular", budget_s, args["max_epochs"] if max_epochs is None else max_epochs, args["stop_dice"])
+    regular.epochs, regular.clock.total, regular.setup_s = state["epochs"], state["own_time_s"], state["setup_s"]
+    regular.epoch_s, regular.val_s, regular.curve = list(state["epoch_s"]), list(state["val_s"]), list(state["curve"])
+    reg = _regular_recipe(base, train_files, val_files, workers=workers, postprocess=args["postprocess"], device=dev)
+    reg.network.load_state_dict(state["network"])
+    reg.optimizer.load_state_dict(state["optimizer"])
+    reg.epoch = state["epochs"]
+    torch.set_rng_state(state["torch_rng"])
+    print(f"resuming the regular recipe at epoch {regular.epochs}, {regular.clock.total:.1f} s own time, "
+          f"budget now {budget_s} s", flush=True)
+
+    entry = {"command": "python " + shlex.join(sys.argv), "machine": _machine(), "from_epoch": regular.epochs,
+             "from_own_time_s": round(regular.clock.total, 2)}
+    results["resumes"] = results.get("resumes", []) + [entry]
+
+    def write() -> None:
+        summary = _recipe_summary(regular, mem, workers)
+        for key in ("peak_rss_mb", "peak_pss_mb", "cuda_max_allocated_mb"):  # the peak over every sitting
+            summary[key] = max((v for v in (summary[key], before.get(key)) if v is not None), default=None)
+        results["recipes"]["regular"] = summary
+        entry["to_epoch"] = regular.epochs
+        _write_results(results, out_dir)
+
+    while not regular.stopped:
+        _regular_epoch(reg, regular, mem, val_interval, state_path, after=write)
+    mem.close()
+    write()
+    print(json.dumps({k: v for k, v in results.items() if "ratio" in k}, indent=2))
+    print(f"wrote {results_path} and {out_dir / 'dice_vs_time.png'}")
+
+
+RESULTS_NOTES = (
+    "Times are each recipe's own wall time (interleaved epoch by epoch in one process), including the fast "
+    "recipe's caching and both recipes' validation. A recipe stops at its budget, its max_epochs or once its "
+    "validation Dice reaches stop_dice. The regular recipe may go on in later sittings (`resume`, listed under "
+    "resumes); only its own time is counted. peak_pss_mb is the peak proportional set size of the process plus its "
+    "worker processes while that recipe ran (the memory the process tree held, each shared page counted "
+    "once); peak_rss_mb is the same peak as a sum of resident sizes, which counts pages shared with forked "
+    "workers once per worker. Both include what the other recipe kept resident. time_to_dice null: not "
+    "reached within own_time_s."
+)
+
+
+def _recipe_summary(track: Track, mem: MemoryMonitor, workers: int | None = None) -> dict[str, Any]:
+    """``track``'s summary with its memory peaks; ``workers`` given: the regular recipe, described."""
+    s = track.summary()
+    s["stopped_because"] = track.stopped or STILL_RUNNING
+    s["peak_rss_mb"] = round(mem.peak_rss.get(track.name, 0.0), 1)
+    s["peak_pss_mb"] = round(mem.peak_pss[track.name], 1) if track.name in mem.peak_pss else None
+    s["cuda_max_allocated_mb"] = round(mem.peak_cuda[track.name], 1) if track.name in mem.peak_cuda else None
+    if workers is not None:
+        s["recipe"] = (
+            f"MONAI spleen tutorial: Dataset + DataLoader ({workers} workers), no caching, DiceLoss(to_onehot_y, "
+            "softmax), Adam lr 1e-4, fp32, batch 2, the bundle's UNet"
+        )
+    return s
+
+
+def _write_results(results: dict[str, Any], out_dir: Path) -> None:
+    """Fill in the ratios and the load average, then write ``results.json`` and the plot (each atomically)."""
+    results["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    results.update(_ratios(results["recipes"]["regular"], results["recipes"]["fast"]))
+    _atomic_write_text(out_dir / "results.json", json.dumps(results, indent=2) + "\n")
+    _plot(results, out_dir / "dice_vs_time.png")
+
+
+def _ratios(r: dict[str, Any], f: dict[str, Any]) -> dict[str, Any]:
+    """regular / fast: time and epochs to each Dice threshold, and seconds per epoch."""
+    out: dict[str, Any] = {}
     for t in THRESHOLDS:
         key = f"{t:.2f}"
         tr, tf = r[f"time_to_dice_{key}_s"], f[f"time_to_dice_{key}_s"]
-        results[f"ratio_time_to_dice_{key}"] = round(tr / tf, 2) if tr is not None and tf else None
+        out[f"ratio_time_to_dice_{key}"] = round(tr / tf, 2) if tr is not None and tf else None
         # the regular recipe ran its whole own time without reaching t: the true ratio is at least this
-        results[f"ratio_time_to_dice_{key}_lower_bound"] = (
-            round(r["own_time_s"] / tf, 2) if tr is None and tf else results[f"ratio_time_to_dice_{key}"]
+        out[f"ratio_time_to_dice_{key}_lower_bound"] = (
+            round(r["own_time_s"] / tf, 2) if tr is None and tf else out[f"ratio_time_to_dice_{key}"]
         )
         er, ef = r[f"epochs_to_dice_{key}"], f[f"epochs_to_dice_{key}"]
-        results[f"ratio_epochs_to_dice_{key}"] = round(er / ef, 2) if er is not None and ef else None
+        out[f"ratio_epochs_to_dice_{key}"] = round(er / ef, 2) if er is not None and ef else None
     sr, sf = r["seconds_per_epoch"], f["seconds_per_epoch"]
-    results["ratio_seconds_per_epoch"] = round(sr / sf, 2) if sr and sf else None
-    return results
+    out["ratio_seconds_per_epoch"] = round(sr / sf, 2) if sr and sf else None
+    return out
 
 
 def _data_kind(dataset_dir: str) -> str:
@@ -1355,6 +1514,8 @@ def report(
         "",
         "```bash",
         res["command"],
+        *[r["command"] + f"   # sitting {i + 2}: regular epochs {r['from_epoch']} -> {r.get('to_epoch')}"
+          for i, r in enumerate(res.get("resumes", []))],
         "```",
         "",
         f"Data: {res['data']}, {res['n_train']} training / {res['n_validation']} validation cases (the bundle's seeded "
@@ -1459,4 +1620,4 @@ def report(
 
 
 if __name__ == "__main__":
-    fire.Fire({"bench": bench, "checkpoints": checkpoints, "profile": profile, "candidates": candidates, "micro": micro, "report": report})
+    fire.Fire({"bench": bench, "resume": resume, "checkpoints": checkpoints, "profile": profile, "candidates": candidates, "micro": micro, "report": report})

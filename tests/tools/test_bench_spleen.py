@@ -60,6 +60,10 @@ def test_bench_spleen_tiny(tmp_path: Path) -> None:
     assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # no half-written files are left behind
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
+    assert results["args"]["max_epochs"] == 1 and results["resumes"] == []
+    assert (out / "regular_state.pt").is_file()  # saved after the regular epoch, for `resume`
+
+    _check_resume(tmp_path, out, results)
 
     # the performance page: regenerated from results.json, hand-written notes below the marker kept
     tool = _load_tool()
@@ -72,6 +76,43 @@ def test_bench_spleen_tiny(tmp_path: Path) -> None:
     assert "stale tables" not in text and "hand-written text" in text
     assert text.index("## Time to Dice") < text.index(tool.NOTES_MARKER)
     assert "peak PSS (MB)" in text and "largest connected" in text
+
+
+def _check_resume(tmp_path: Path, out: Path, first: dict) -> None:
+    """``resume`` continues the regular recipe alone from its saved state: one more epoch, its clock and curve go on,
+    the fast recipe's results stay as they were, and two resumes of one state give the same Dice (seeded)."""
+    import shutil
+
+    runs = []
+    for name in ("resume_a", "resume_b"):
+        folder = tmp_path / name
+        shutil.copytree(out, folder)
+        proc = subprocess.run([sys.executable, str(TOOL), "resume", "--out", str(folder), "--budget_s", "600",
+                               "--max_epochs", "2"], cwd=REPO, capture_output=True, text=True, timeout=240)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        runs.append(json.loads((folder / "results.json").read_text()))
+    for res in runs:
+        reg = res["recipes"]["regular"]
+        assert reg["epochs"] == 2 and reg["stopped_because"] == "max_epochs"
+        assert [p["epoch"] for p in reg["curve"]] == [1, 2]
+        assert reg["curve"][0] == first["recipes"]["regular"]["curve"][0]  # the first sitting's curve is kept
+        assert reg["own_time_s"] > first["recipes"]["regular"]["own_time_s"]
+        assert reg["budget_s"] == 600
+        assert res["recipes"]["fast"] == first["recipes"]["fast"]
+        assert res["command"] == first["command"]
+        assert len(res["resumes"]) == 1 and res["resumes"][0]["from_epoch"] == 1 and res["resumes"][0]["to_epoch"] == 2
+        for key in TOP:
+            assert key in res, key
+    assert runs[0]["recipes"]["regular"]["curve"][1]["dice"] == runs[1]["recipes"]["regular"]["curve"][1]["dice"]
+
+    # a folder without a saved state: one clear line naming the file, nothing written
+    (tmp_path / "resume_a" / "regular_state.pt").unlink()
+    before = (tmp_path / "resume_a" / "results.json").read_bytes()
+    proc = subprocess.run([sys.executable, str(TOOL), "resume", "--out", str(tmp_path / "resume_a")], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "results.json" in proc.stderr and "regular_state.pt" in proc.stderr
+    assert (tmp_path / "resume_a" / "results.json").read_bytes() == before
 
 
 def _load_tool():
