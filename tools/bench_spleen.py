@@ -433,6 +433,7 @@ class Track:
         self.epoch_s: list[float] = []
         self.val_s: list[float] = []
         self.curve: list[dict[str, float]] = []
+        self.train_loss: list[float | None] = []  # mean training loss per epoch, where the recipe reports it
         self.epochs = 0
         self.stopped: str | None = None
 
@@ -471,6 +472,8 @@ class Track:
                 "curve": self.curve,
             }
         )
+        if self.train_loss:
+            out["train_loss_per_epoch"] = [None if x is None else round(x, 6) for x in self.train_loss]
         return out
 
 
@@ -546,6 +549,7 @@ def _save_regular_state(path: Path, reg: RegularRecipe, track: Track) -> None:
             "epoch_s": list(track.epoch_s),
             "val_s": list(track.val_s),
             "curve": list(track.curve),
+            "train_loss": list(track.train_loss),
         },
         buf,
     )
@@ -565,7 +569,7 @@ def _regular_epoch(reg: RegularRecipe, track: Track, mem: MemoryMonitor, val_int
     mem.switch("regular")
     track.clock.start()
     t0 = time.perf_counter()
-    reg.train_epoch()
+    track.train_loss.append(reg.train_epoch())
     track.epochs += 1
     track.epoch_s.append(time.perf_counter() - t0)
     if track.epochs % val_interval == 0:
@@ -803,6 +807,8 @@ def resume(out: str = "runs/bench_spleen", budget_s: float = 1200.0, max_epochs:
     regular = Track("regular", budget_s, args["max_epochs"] if max_epochs is None else max_epochs, args["stop_dice"])
     regular.epochs, regular.clock.total, regular.setup_s = state["epochs"], state["own_time_s"], state["setup_s"]
     regular.epoch_s, regular.val_s, regular.curve = list(state["epoch_s"]), list(state["val_s"]), list(state["curve"])
+    # states saved before the loss was recorded: its earlier epochs are unknown (null)
+    regular.train_loss = list(state.get("train_loss", [None] * state["epochs"]))
     reg = _regular_recipe(base, train_files, val_files, workers=workers, postprocess=args["postprocess"], device=dev)
     reg.network.load_state_dict(state["network"])
     reg.optimizer.load_state_dict(state["optimizer"])

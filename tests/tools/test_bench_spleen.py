@@ -80,13 +80,20 @@ def test_bench_spleen_tiny(tmp_path: Path) -> None:
 
 def _check_resume(tmp_path: Path, out: Path, first: dict) -> None:
     """``resume`` continues the regular recipe alone from its saved state: one more epoch, its clock and curve go on,
-    the fast recipe's results stay as they were, and two resumes of one state give the same Dice (seeded)."""
+    the fast recipe's results stay as they were, and the continuation is seeded by the saved torch RNG: two resumes
+    of one state train alike, a state with another RNG trains otherwise."""
     import shutil
 
+    import torch
+
     runs = []
-    for name in ("resume_a", "resume_b"):
+    for name in ("resume_a", "resume_b", "resume_other_rng"):
         folder = tmp_path / name
         shutil.copytree(out, folder)
+        if name == "resume_other_rng":
+            state = torch.load(folder / "regular_state.pt", weights_only=True)
+            state["torch_rng"] = torch.Generator().manual_seed(12345).get_state()
+            torch.save(state, folder / "regular_state.pt")
         proc = subprocess.run([sys.executable, str(TOOL), "resume", "--out", str(folder), "--budget_s", "600",
                                "--max_epochs", "2"], cwd=REPO, capture_output=True, text=True, timeout=240)
         assert proc.returncode == 0, proc.stderr[-3000:]
@@ -103,6 +110,10 @@ def _check_resume(tmp_path: Path, out: Path, first: dict) -> None:
         assert len(res["resumes"]) == 1 and res["resumes"][0]["from_epoch"] == 1 and res["resumes"][0]["to_epoch"] == 2
         for key in TOP:
             assert key in res, key
+    losses = [res["recipes"]["regular"]["train_loss_per_epoch"] for res in runs]
+    assert all(len(x) == 2 and x[0] == first["recipes"]["regular"]["train_loss_per_epoch"][0] for x in losses)
+    assert losses[0][1] == losses[1][1]  # one state, one continuation
+    assert losses[2][1] != losses[0][1]  # the crops come from the saved RNG
     assert runs[0]["recipes"]["regular"]["curve"][1]["dice"] == runs[1]["recipes"]["regular"]["curve"][1]["dice"]
 
     # a folder without a saved state: one clear line naming the file, nothing written
