@@ -25,11 +25,11 @@ Usage::
     python tools/bench_spleen.py report --results R.json --profile_json P.json  # docs/performance.md from the JSONs
 
 The regular recipe is slow enough on CPU that settling a 10x claim takes longer than one sitting. So the benchmark
-saves the regular recipe's state (weights, optimizer, torch RNG, own clock and curve) after each of its epochs, and
-writes ``results.json`` as soon as the fast recipe is done and again after every later regular epoch: a run that is
-cut off keeps what it measured, and ``resume`` continues the regular recipe alone from its last epoch up to a new
-own-time budget. Only the regular recipe's own time is charged, so a pause between sittings costs it nothing; the
-resumes are listed in ``results.json``.
+saves the regular recipe's state (weights, optimizer, random generator, own clock and curve) after each of its
+epochs, and writes ``results.json`` as soon as the fast recipe is done and again after every later regular epoch: a
+run that is cut off keeps what it measured, and ``resume`` continues the regular recipe alone from its last epoch up
+to a new own-time budget. Only the regular recipe's own time is charged, so a pause between sittings costs it nothing;
+the resumes are listed in ``results.json``.
 
 ``--override '{"roi_size": [64, 64, 64]}'`` applies config overrides to both recipes' shared settings (pixdim,
 HU window, crop and validation ROI sizes) and to the fast recipe; ``--fast_override`` to the fast recipe only.
@@ -231,6 +231,21 @@ def _machine() -> dict[str, Any]:
     return info
 
 
+def _code_version() -> dict[str, Any] | None:
+    """The checkout's commit and whether tracked files differ from it, so a result names the code that made it;
+    None outside a git checkout."""
+    import subprocess
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
+                                check=True).stdout.strip()
+        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
+                                 capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return {"commit": commit, "modified": bool(changed)}
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # configuration
 
@@ -313,6 +328,10 @@ class RegularRecipe:
         batch_size, num_workers, lr: the tutorial's loader and optimizer settings.
         largest_component: validate on the largest connected spleen component only (see ``POSTPROCESS``).
         device: torch device.
+        seed: seed of the recipe's own random generator, which draws the shuffling and the loader workers' seeds
+            (hence the random crops). Being its own, the recipe never draws from torch's global generator once
+            built, so the fast recipe interleaved with it sees the same random numbers whether the regular recipe
+            is running or has stopped.
     """
 
     def __init__(
@@ -332,6 +351,7 @@ class RegularRecipe:
         lr: float = 1e-4,
         largest_component: bool = False,
         device: Any = "cpu",
+        seed: int = 0,
     ) -> None:
         import torch
         from monai.data import DataLoader, Dataset
@@ -368,10 +388,13 @@ class RegularRecipe:
             ]
         )
         self.device = torch.device(device)
+        self.generator = torch.Generator().manual_seed(int(seed))
         self.train_loader = DataLoader(
-            Dataset(train_files, train_tf), batch_size=batch_size, shuffle=True, num_workers=num_workers
+            Dataset(train_files, train_tf), batch_size=batch_size, shuffle=True, num_workers=num_workers,
+            generator=self.generator,
         )
-        self.val_loader = DataLoader(Dataset(val_files, Compose(deterministic)), batch_size=1, num_workers=num_workers)
+        self.val_loader = DataLoader(Dataset(val_files, Compose(deterministic)), batch_size=1, num_workers=num_workers,
+                                     generator=self.generator)
         self.network = network.to(self.device)
         self.loss = DiceLoss(to_onehot_y=True, softmax=True)
         self.optimizer = torch.optim.Adam(self.network.parameters(), lr)
@@ -520,14 +543,14 @@ def _shared_overrides(dataset_dir: str | None, n_cases: int | None, resolution: 
 
 
 def _regular_recipe(base: Any, train_files: list, val_files: list, *, workers: int, postprocess: str,
-                    device: Any) -> RegularRecipe:
+                    device: Any, seed: int) -> RegularRecipe:
     """The regular recipe on the bundle's shared settings (pixdim, HU window, crop and validation window sizes)."""
     return RegularRecipe(
         train_files, val_files, _net_from(base),
         pixdim=list(base.get_parsed_content("pixdim")), hu_window=list(base.get_parsed_content("hu_window")),
         roi_size=list(base.get_parsed_content("roi_size")), num_samples=int(base.get_parsed_content("samples_per_volume")),
         val_roi_size=list(base.get_parsed_content("val_roi_size")), sw_batch_size=int(base.get_parsed_content("sw_batch_size")),
-        num_workers=workers, largest_component=postprocess == "largest_component", device=device,
+        num_workers=workers, largest_component=postprocess == "largest_component", device=device, seed=seed,
     )
 
 
@@ -542,7 +565,7 @@ def _save_regular_state(path: Path, reg: RegularRecipe, track: Track) -> None:
         {
             "network": reg.network.state_dict(),
             "optimizer": reg.optimizer.state_dict(),
-            "torch_rng": torch.get_rng_state(),  # shuffling and the worker seeds (the random crops) come from it
+            "loader_rng": reg.generator.get_state(),  # shuffling and the worker seeds (the random crops) come from it
             "epochs": track.epochs,
             "own_time_s": track.clock.total,
             "setup_s": track.setup_s,
@@ -673,7 +696,7 @@ def bench(
     regular.clock.start()
     set_determinism(seed=seed)
     workers = int(regular_workers) if regular_workers is not None else (os.cpu_count() or 1)
-    reg = _regular_recipe(base, train_files, val_files, workers=workers, postprocess=postprocess, device=dev)
+    reg = _regular_recipe(base, train_files, val_files, workers=workers, postprocess=postprocess, device=dev, seed=seed)
     regular.clock.stop()
     regular.setup_s = regular.clock.total
 
@@ -732,6 +755,7 @@ def bench(
         "benchmark": "spleen-fast-train: regular vs fast recipe, validation mean Dice vs own wall time",
         "data": _data_kind(fast_parser.get_parsed_content("dataset_dir")),
         "command": "python " + shlex.join(sys.argv),
+        "code": _code_version(),
         "args": args,
         "machine": machine_start,
         "device": str(dev),
@@ -767,10 +791,11 @@ def resume(out: str = "runs/bench_spleen", budget_s: float = 1200.0, max_epochs:
     ``dice_vs_time.png`` under ``out``.
 
     The data, split, settings and seed are the ones recorded in ``results.json`` (``args``); the regular recipe's
-    weights, optimizer, torch RNG, own clock and validation curve come from ``regular_state.pt``. Only the regular
-    recipe's own time counts, so the time between the first run and this one is not charged to it. Epochs and
+    weights, optimizer, random generator, own clock and validation curve come from ``regular_state.pt``. Only the
+    regular recipe's own time counts, so the time between the first run and this one is not charged to it. Epochs and
     validations continue on the same schedule. Shuffling and the DataLoader workers' seeds (hence the random crops)
-    come from the saved torch RNG, so a continuation is seeded: two resumes of one state give the same numbers.
+    come from the saved state of the recipe's own random generator, so a continuation is seeded: two resumes of one
+    state give the same numbers.
 
     Args:
         out: the folder of an earlier ``bench`` (or ``resume``) run.
@@ -809,15 +834,19 @@ def resume(out: str = "runs/bench_spleen", budget_s: float = 1200.0, max_epochs:
     regular.epoch_s, regular.val_s, regular.curve = list(state["epoch_s"]), list(state["val_s"]), list(state["curve"])
     # states saved before the loss was recorded: its earlier epochs are unknown (null)
     regular.train_loss = list(state.get("train_loss", [None] * state["epochs"]))
-    reg = _regular_recipe(base, train_files, val_files, workers=workers, postprocess=args["postprocess"], device=dev)
+    reg = _regular_recipe(base, train_files, val_files, workers=workers, postprocess=args["postprocess"], device=dev,
+                          seed=args["seed"])
     reg.network.load_state_dict(state["network"])
     reg.optimizer.load_state_dict(state["optimizer"])
     reg.epoch = state["epochs"]
-    torch.set_rng_state(state["torch_rng"])
+    # states saved before the recipe had its own generator hold torch's global one under "torch_rng": the recipe
+    # drew from it then, so it seeds the continuation just as well
+    reg.generator.set_state(state["loader_rng"] if "loader_rng" in state else state["torch_rng"])
     print(f"resuming the regular recipe at epoch {regular.epochs}, {regular.clock.total:.1f} s own time, "
           f"budget now {budget_s} s", flush=True)
 
-    entry = {"command": "python " + shlex.join(sys.argv), "machine": _machine(), "from_epoch": regular.epochs,
+    entry = {"command": "python " + shlex.join(sys.argv), "code": _code_version(), "machine": _machine(),
+             "from_epoch": regular.epochs,
              "from_own_time_s": round(regular.clock.total, 2)}
     results["resumes"] = results.get("resumes", []) + [entry]
 
@@ -1443,6 +1472,15 @@ def micro(
                                    json.dumps({"machine": _machine(), "rows": rows}, indent=2) + "\n")
 
 
+def _code_lines(res: dict[str, Any]) -> list[str]:
+    """Which commit of the repository ran each sitting (recorded since 2026-12-03; none for older results)."""
+    sittings = [("the first sitting", res.get("code"))] + [
+        (f"sitting {i + 2}", r.get("code")) for i, r in enumerate(res.get("resumes", []))]
+    named = [f"{name} at commit `{c['commit'][:12]}`" + (" with uncommitted changes" if c["modified"] else "")
+             for name, c in sittings if c]
+    return [f"Code: {'; '.join(named)}.", ""] if named else []
+
+
 def _fmt(v: Any, nd: int = 1, unit: str = "", none: str = "—") -> str:
     if v is None:
         return none
@@ -1524,6 +1562,7 @@ def report(
           for i, r in enumerate(res.get("resumes", []))],
         "```",
         "",
+        *_code_lines(res),
         f"Data: {res['data']}, {res['n_train']} training / {res['n_validation']} validation cases (the bundle's seeded "
         f"split), validation every {res['val_interval_epochs']} epochs for both recipes, scored after the same "
         f"postprocessing: {res.get('validation_postprocessing', POSTPROCESS['none'])}. Times are each recipe's own "

@@ -44,6 +44,7 @@ def test_bench_spleen_tiny(tmp_path: Path) -> None:
     for key in TOP:
         assert key in results, key
     assert results["data"] == "synthetic phantom"
+    assert len(results["code"]["commit"]) == 40 and isinstance(results["code"]["modified"], bool)  # the code that ran
     assert "largest connected" in results["validation_postprocessing"]  # the default, as evaluate.json scores
     assert results["n_train"] == 3 and results["n_validation"] == 1
     for name in ("regular", "fast"):
@@ -76,12 +77,15 @@ def test_bench_spleen_tiny(tmp_path: Path) -> None:
     assert "stale tables" not in text and "hand-written text" in text
     assert text.index("## Time to Dice") < text.index(tool.NOTES_MARKER)
     assert "peak PSS (MB)" in text and "largest connected" in text
+    assert f"Code: the first sitting at commit `{results['code']['commit'][:12]}`" in text
 
 
 def _check_resume(tmp_path: Path, out: Path, first: dict) -> None:
     """``resume`` continues the regular recipe alone from its saved state: one more epoch, its clock and curve go on,
-    the fast recipe's results stay as they were, and the continuation is seeded by the saved torch RNG: two resumes
-    of one state train alike, a state with another RNG trains otherwise."""
+    the fast recipe's results stay as they were, and the continuation is seeded by the recipe's saved random
+    generator: two resumes of one state train alike, a state with another generator trains otherwise. That last
+    state is written the way states were before the recipe had its own generator (torch's global one, under
+    ``torch_rng``), so such states still resume, from their own random numbers."""
     import shutil
 
     import torch
@@ -92,6 +96,7 @@ def _check_resume(tmp_path: Path, out: Path, first: dict) -> None:
         shutil.copytree(out, folder)
         if name == "resume_other_rng":
             state = torch.load(folder / "regular_state.pt", weights_only=True)
+            del state["loader_rng"]
             state["torch_rng"] = torch.Generator().manual_seed(12345).get_state()
             torch.save(state, folder / "regular_state.pt")
         proc = subprocess.run([sys.executable, str(TOOL), "resume", "--out", str(folder), "--budget_s", "600",
@@ -108,6 +113,7 @@ def _check_resume(tmp_path: Path, out: Path, first: dict) -> None:
         assert res["recipes"]["fast"] == first["recipes"]["fast"]
         assert res["command"] == first["command"]
         assert len(res["resumes"]) == 1 and res["resumes"][0]["from_epoch"] == 1 and res["resumes"][0]["to_epoch"] == 2
+        assert len(res["resumes"][0]["code"]["commit"]) == 40
         for key in TOP:
             assert key in res, key
     losses = [res["recipes"]["regular"]["train_loss_per_epoch"] for res in runs]
@@ -124,6 +130,41 @@ def _check_resume(tmp_path: Path, out: Path, first: dict) -> None:
     assert proc.returncode != 0
     assert "results.json" in proc.stderr and "regular_state.pt" in proc.stderr
     assert (tmp_path / "resume_a" / "results.json").read_bytes() == before
+
+
+@pytest.mark.slow
+def test_regular_recipe_draws_only_from_its_own_generator(tmp_path: Path) -> None:
+    """The regular recipe's shuffling and crops come from its own seeded generator, never from torch's global one:
+    otherwise the fast recipe interleaved with it would train on other random numbers once the regular one stops,
+    and a benchmark's fast curve would depend on the regular recipe's budget."""
+    import torch
+    from monai.networks.nets import UNet
+
+    from common.data.layouts import write_msd_spleen
+
+    data = write_msd_spleen(tmp_path / "Task09_Spleen", 3, seed=0, resolution="tiny", progress=False)
+    files = [{"image": str(data / c["image"]), "label": str(data / c["label"])}
+             for c in json.loads((data / "dataset.json").read_text())["training"]]
+    tool = _load_tool()
+
+    def recipe(seed: int):
+        torch.manual_seed(0)  # one initial network for every recipe below
+        net = UNet(spatial_dims=3, in_channels=1, out_channels=2, channels=(4, 8), strides=(2,), num_res_units=0)
+        return tool.RegularRecipe(files[:2], files[2:], net, pixdim=TINY["pixdim"], hu_window=[-57.0, 164.0],
+                                  roi_size=TINY["roi_size"], num_samples=2, val_roi_size=TINY["val_roi_size"],
+                                  sw_batch_size=2, num_workers=1, seed=seed)
+
+    first = recipe(seed=0)
+    global_state = torch.get_rng_state()
+    losses = [first.train_epoch(), first.train_epoch()]
+    first.validate()
+    assert torch.equal(torch.get_rng_state(), global_state)  # the global generator was not drawn from
+
+    again = recipe(seed=0)
+    torch.manual_seed(123)  # whatever the global generator holds, the recipe trains alike
+    assert [again.train_epoch(), again.train_epoch()] == losses
+    other = recipe(seed=1)
+    assert [other.train_epoch(), other.train_epoch()] != losses
 
 
 def _load_tool():
