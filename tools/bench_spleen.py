@@ -846,8 +846,7 @@ def resume(out: str = "runs/bench_spleen", budget_s: float = 1200.0, max_epochs:
           f"budget now {budget_s} s", flush=True)
 
     entry = {"command": "python " + shlex.join(sys.argv), "code": _code_version(), "machine": _machine(),
-             "from_epoch": regular.epochs,
-             "from_own_time_s": round(regular.clock.total, 2)}
+             "from_epoch": regular.epochs, "from_own_time_s": round(regular.clock.total, 2)}
     results["resumes"] = results.get("resumes", []) + [entry]
 
     def write() -> None:
