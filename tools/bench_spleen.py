@@ -18,6 +18,7 @@ Usage::
 
     python tools/bench_spleen.py bench --budget_s 1200 --out runs/bench        # results.json + dice_vs_time.png
     python tools/bench_spleen.py resume --out runs/bench --budget_s 20000      # regular recipe goes on from its state
+    python tools/bench_spleen.py regular_errors --out runs/bench               # its misses and false positives, per case
     python tools/bench_spleen.py checkpoints --epochs 150 --stop_epoch 100       # Dice per saved checkpoint, per case
     python tools/bench_spleen.py profile --epochs 2                             # where a fast iteration's time goes
     python tools/bench_spleen.py candidates --iterations 3                      # CPU speed-up candidates, measured
@@ -786,6 +787,36 @@ def bench(
     return None  # fire would print a returned dict
 
 
+def _saved_run(out_dir: Path) -> dict[str, Any]:
+    """A ``bench`` run's ``results.json``, its regular recipe's saved state, and the bundle parser, data and device
+    the run used (from the recorded ``args``), checked to belong together."""
+    import torch
+
+    results_path, state_path = out_dir / "results.json", out_dir / REGULAR_STATE
+    if not results_path.is_file():
+        raise SystemExit(f"{results_path}: not found; give the folder of a `bench` run whose fast recipe finished")
+    results = json.loads(results_path.read_text())
+    args = results.get("args")
+    if not args or not state_path.is_file():
+        raise SystemExit(f"{results_path}: no benchmark arguments or no {REGULAR_STATE} beside it; this run was "
+                         "written before the regular recipe's state was saved, so it cannot be continued or inspected")
+    state = torch.load(state_path, map_location="cpu", weights_only=True)
+    before = results["recipes"]["regular"]  # the state may be one epoch ahead (cut off between the two writes)
+    if state["epochs"] < before["epochs"] or state["curve"][: len(before["curve"])] != before["curve"]:
+        raise SystemExit(f"{state_path}: does not continue the regular recipe of {results_path} (epoch "
+                         f"{state['epochs']} against {before['epochs']}, or another curve); they are from different runs")
+
+    base = _parser([BUNDLE / "configs" / "train.json"], {
+        **_shared_overrides(args["dataset_dir"], args["n_cases"], args["resolution"], args["seed"],
+                            args["override"], args["device"]), "bundle_root": str(BUNDLE)})
+    train_files = base.get_parsed_content("train#datalist")
+    val_files = base.get_parsed_content("validate#datalist")
+    dev = base.get_parsed_content("device")
+    workers = int(args["regular_workers"]) if args["regular_workers"] is not None else (os.cpu_count() or 1)
+    return {"results": results, "args": args, "state": state, "base": base, "train_files": train_files,
+            "val_files": val_files, "device": dev, "workers": workers}
+
+
 def resume(out: str = "runs/bench_spleen", budget_s: float = 1200.0, max_epochs: int | None = None) -> None:
     """Continue a benchmark's regular recipe, alone, from its last saved epoch, and rewrite ``results.json`` and
     ``dice_vs_time.png`` under ``out``.
@@ -802,30 +833,11 @@ def resume(out: str = "runs/bench_spleen", budget_s: float = 1200.0, max_epochs:
         budget_s: the regular recipe's new own wall-time budget, in total (the time it already ran included).
         max_epochs: the regular recipe's new epoch limit (default: the one it ran with).
     """
-    import torch
-
     out_dir = Path(out).resolve()
-    results_path, state_path = out_dir / "results.json", out_dir / REGULAR_STATE
-    if not results_path.is_file():
-        raise SystemExit(f"{results_path}: not found; `resume` continues a `bench` run whose fast recipe finished")
-    results = json.loads(results_path.read_text())
-    args = results.get("args")
-    if not args or not state_path.is_file():
-        raise SystemExit(f"{results_path}: no benchmark arguments or no {REGULAR_STATE} beside it; this run was "
-                         "written before `resume` existed and cannot be continued")
-    state = torch.load(state_path, map_location="cpu", weights_only=True)
-    before = results["recipes"]["regular"]  # the state may be one epoch ahead (cut off between the two writes)
-    if state["epochs"] < before["epochs"] or state["curve"][: len(before["curve"])] != before["curve"]:
-        raise SystemExit(f"{state_path}: does not continue the regular recipe of {results_path} (epoch "
-                         f"{state['epochs']} against {before['epochs']}, or another curve); they are from different runs")
-
-    base = _parser([BUNDLE / "configs" / "train.json"], {
-        **_shared_overrides(args["dataset_dir"], args["n_cases"], args["resolution"], args["seed"],
-                            args["override"], args["device"]), "bundle_root": str(BUNDLE)})
-    train_files = base.get_parsed_content("train#datalist")
-    val_files = base.get_parsed_content("validate#datalist")
-    dev = base.get_parsed_content("device")
-    workers = int(args["regular_workers"]) if args["regular_workers"] is not None else (os.cpu_count() or 1)
+    run = _saved_run(out_dir)
+    results, args, state, base = run["results"], run["args"], run["state"], run["base"]
+    results_path, state_path, before = out_dir / "results.json", out_dir / REGULAR_STATE, results["recipes"]["regular"]
+    train_files, val_files, dev, workers = run["train_files"], run["val_files"], run["device"], run["workers"]
     val_interval = int(results["val_interval_epochs"])
 
     mem = MemoryMonitor()
@@ -863,6 +875,65 @@ def resume(out: str = "runs/bench_spleen", budget_s: float = 1200.0, max_epochs:
     write()
     print(json.dumps({k: v for k, v in results.items() if "ratio" in k}, indent=2))
     print(f"wrote {results_path} and {out_dir / 'dice_vs_time.png'}")
+
+
+def regular_errors(out: str = "runs/bench_spleen") -> None:
+    """How the regular recipe's saved network labels each whole validation volume, scored as its validation scores
+    it: per case the spleen's voxels, the voxels marked as spleen, the share of the spleen covered, false positives,
+    and Dice before and after keeping the largest component. Writes ``regular_errors.json`` under ``out``.
+
+    Its validation Dice alone cannot say whether the network misses the spleen or buries it in false positives; this
+    says which, from the same weights (those of the last epoch ``regular_state.pt`` holds).
+
+    Args:
+        out: the folder of a ``bench`` (or ``resume``) run.
+    """
+    from monai.inferers import SlidingWindowInferer
+
+    out_dir = Path(out).resolve()
+    run = _saved_run(out_dir)
+    state, curve = run["state"], run["state"]["curve"]
+    reg = _regular_recipe(run["base"], run["train_files"], run["val_files"], workers=run["workers"],
+                          postprocess=run["args"]["postprocess"], device=run["device"], seed=run["args"]["seed"])
+    reg.network.load_state_dict(state["network"])
+    inferer = SlidingWindowInferer(roi_size=reg.val_roi_size, sw_batch_size=reg.sw_batch_size)
+    names = [Path(f["image"]).name for f in run["val_files"]]
+    rows = _score_cases(reg.network, reg.val_loader, inferer, reg.device, False, names)
+    for r in rows:
+        covered = r["spleen_voxels"] - r["false_negative_voxels"]
+        r["predicted_voxels"] = covered + r["false_positive_voxels"]
+        r["spleen_covered"] = round(covered / r["spleen_voxels"], 4) if r["spleen_voxels"] else None
+        r["false_positives_per_spleen_voxel"] = (
+            round(r["false_positive_voxels"] / r["spleen_voxels"], 2) if r["spleen_voxels"] else None)
+
+    def mean(key: str) -> float | None:
+        values = [r[key] for r in rows if r[key] is not None]
+        return round(sum(values) / len(values), 4) if values else None
+
+    result = {
+        "command": "python " + shlex.join(sys.argv),
+        "code": _code_version(),
+        "data": run["results"]["data"],
+        "epoch": state["epochs"],
+        "own_time_s": round(float(state["own_time_s"]), 2),
+        # the validation Dice recorded at this epoch, if it validated: the mean below reproduces it
+        "validation_dice_at_epoch": curve[-1]["dice"] if curve and curve[-1]["epoch"] == state["epochs"] else None,
+        "validation_postprocessing": run["results"]["validation_postprocessing"],
+        "mean_dice": mean("dice"),
+        "mean_dice_largest_component": mean("dice_largest_component"),
+        "mean_spleen_covered": mean("spleen_covered"),
+        "mean_false_positives_per_spleen_voxel": mean("false_positives_per_spleen_voxel"),
+        "cases": rows,
+    }
+    _atomic_write_text(out_dir / "regular_errors.json", json.dumps(result, indent=2) + "\n")
+    print("| case | spleen voxels | marked as spleen | spleen covered | false positives / spleen voxel | Dice | "
+          "Dice, largest component |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['case']} | {r['spleen_voxels']} | {r['predicted_voxels']} | {_fmt(r['spleen_covered'], 3)} | "
+              f"{_fmt(r['false_positives_per_spleen_voxel'], 1)} | {r['dice']:.3f} | {r['dice_largest_component']:.3f} |")
+    print(f"epoch {result['epoch']}, mean Dice (largest component) {result['mean_dice_largest_component']}, "
+          f"recorded validation Dice {result['validation_dice_at_epoch']}; wrote {out_dir / 'regular_errors.json'}")
 
 
 RESULTS_NOTES = (
@@ -1664,4 +1735,4 @@ def report(
 
 
 if __name__ == "__main__":
-    fire.Fire({"bench": bench, "resume": resume, "checkpoints": checkpoints, "profile": profile, "candidates": candidates, "micro": micro, "report": report})
+    fire.Fire({"bench": bench, "resume": resume, "regular_errors": regular_errors, "checkpoints": checkpoints, "profile": profile, "candidates": candidates, "micro": micro, "report": report})

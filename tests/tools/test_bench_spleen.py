@@ -65,6 +65,7 @@ def test_bench_spleen_tiny(tmp_path: Path) -> None:
     assert (out / "regular_state.pt").is_file()  # saved after the regular epoch, for `resume`
 
     _check_resume(tmp_path, out, results)
+    _check_regular_errors(tmp_path, out, results)
 
     # the performance page: regenerated from results.json, hand-written notes below the marker kept
     tool = _load_tool()
@@ -130,6 +131,30 @@ def _check_resume(tmp_path: Path, out: Path, first: dict) -> None:
     assert proc.returncode != 0
     assert "results.json" in proc.stderr and "regular_state.pt" in proc.stderr
     assert (tmp_path / "resume_a" / "results.json").read_bytes() == before
+
+
+def _check_regular_errors(tmp_path: Path, out: Path, results: dict) -> None:
+    """``regular_errors`` scores the saved regular network case by case, as its validation scored it: the mean of its
+    per-case Dice reproduces the Dice the run recorded at that epoch, and the voxel counts add up."""
+    proc = subprocess.run([sys.executable, str(TOOL), "regular_errors", "--out", str(out)], cwd=REPO,
+                          capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    errors = json.loads((out / "regular_errors.json").read_text())
+    recorded = results["recipes"]["regular"]["curve"][-1]
+    assert errors["epoch"] == recorded["epoch"] == 1 and errors["validation_dice_at_epoch"] == recorded["dice"]
+    assert errors["mean_dice_largest_component"] == pytest.approx(recorded["dice"], abs=1e-3)
+    assert len(errors["cases"]) == results["n_validation"] and errors["data"] == "synthetic phantom"
+    for case in errors["cases"]:
+        covered = case["spleen_voxels"] - case["false_negative_voxels"]
+        assert case["predicted_voxels"] == covered + case["false_positive_voxels"]
+        assert case["spleen_covered"] == pytest.approx(covered / case["spleen_voxels"], abs=1e-4)
+        assert case["case"].endswith(".nii.gz")
+    assert f"wrote {out / 'regular_errors.json'}" in proc.stdout
+    # a folder whose regular state is gone (removed by _check_resume): one clear line naming the files
+    proc = subprocess.run([sys.executable, str(TOOL), "regular_errors", "--out", str(tmp_path / "resume_a")],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "regular_state.pt" in proc.stderr
+    assert not (tmp_path / "resume_a" / "regular_errors.json").exists()
 
 
 @pytest.mark.slow
