@@ -1022,7 +1022,7 @@ def _plot(results: dict[str, Any], path: Path) -> None:
     ax.set_ylabel("validation mean Dice (spleen)")
     ax.set_ylim(0, 1)
     ax.set_xlim(left=0)
-    ax.legend(loc="upper left", fontsize=8)
+    ax.legend(loc="best", fontsize=8)  # the fast curve rises through the upper left
     ax.grid(alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -1595,11 +1595,12 @@ def report(
     micro_json: str | None = None,
     checkpoints_json: list[str] | None = None,
     notes: str | None = None,
+    plot: str | None = None,
 ) -> None:
     """Write the performance page (markdown) from the JSON files the other subcommands wrote, so every number in
     it comes from a command. ``checkpoints_json``: one or more ``checkpoints.json`` files (a table each). ``notes``: a markdown file inserted after the tables (findings, proposals). If ``out``
     exists and holds the line ``NOTES_MARKER``, everything from that line on (hand-written sections) is kept below the
-    regenerated tables."""
+    regenerated tables. ``plot``: also redraw the Dice-vs-time plot of ``results`` there (as ``bench`` draws it)."""
     res = json.loads(Path(results).read_text())
     kept = ""
     if Path(out).is_file():
@@ -1732,6 +1733,9 @@ def report(
         text += "\n" + kept.rstrip() + "\n"
     _atomic_write_text(Path(out), text)
     print(f"wrote {out}")
+    if plot:
+        _plot(res, Path(plot))
+        print(f"wrote {plot}")
 
 
 if __name__ == "__main__":

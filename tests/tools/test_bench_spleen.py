@@ -71,9 +71,11 @@ def test_bench_spleen_tiny(tmp_path: Path) -> None:
     tool = _load_tool()
     page = tmp_path / "performance.md"
     page.write_text("# stale tables\n\n" + tool.NOTES_MARKER + "\n\n## Findings\n\nhand-written text\n")
-    proc = subprocess.run([sys.executable, str(TOOL), "report", "--results", str(out / "results.json"), "--out", str(page)],
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    replot = tmp_path / "replot.png"
+    proc = subprocess.run([sys.executable, str(TOOL), "report", "--results", str(out / "results.json"), "--out", str(page),
+                           "--plot", str(replot)], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert replot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # the plot redrawn from results.json alone
     text = page.read_text()
     assert "stale tables" not in text and "hand-written text" in text
     assert text.index("## Time to Dice") < text.index(tool.NOTES_MARKER)
