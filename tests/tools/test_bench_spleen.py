@@ -269,7 +269,6 @@ def test_committed_results_have_every_field_and_ratio() -> None:
     assert (DOCS / "dice_vs_time.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-
 def test_committed_regular_errors_belong_to_the_committed_run() -> None:
     """``regular_errors.json`` scores the committed run's last regular weights: same epoch, and its mean Dice is the
     validation Dice that run recorded there."""
@@ -282,6 +281,7 @@ def test_committed_regular_errors_belong_to_the_committed_run() -> None:
     assert len(errors["cases"]) == results["n_validation"] and errors["data"] == "synthetic phantom"
     assert errors["command"] == f"python tools/bench_spleen.py regular_errors --out {results['args']['out']}"
     assert errors["code"]["modified"] is False
+
 
 def test_committed_checkpoint_curves_are_complete() -> None:
     """Each per-checkpoint run committed under the docs is a whole `checkpoints` output on the phantoms."""
