@@ -48,7 +48,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import fire
 
@@ -787,9 +787,22 @@ def bench(
     return None  # fire would print a returned dict
 
 
-def _saved_run(out_dir: Path) -> dict[str, Any]:
-    """A ``bench`` run's ``results.json``, its regular recipe's saved state, and the bundle parser, data and device
-    the run used (from the recorded ``args``), checked to belong together."""
+class SavedRun(NamedTuple):
+    """A ``bench`` run's ``results.json``, its regular recipe's saved state, and what the run trained with."""
+
+    results: dict[str, Any]
+    args: dict[str, Any]
+    state: dict[str, Any]
+    base: Any  # the bundle's parser with the run's shared overrides
+    train_files: list
+    val_files: list
+    device: Any
+    workers: int
+
+
+def _saved_run(out_dir: Path) -> SavedRun:
+    """Read the run under ``out_dir`` and rebuild its parser, data and device from the recorded ``args``, checking
+    that the saved state continues the recorded regular recipe."""
     import torch
 
     results_path, state_path = out_dir / "results.json", out_dir / REGULAR_STATE
@@ -813,8 +826,7 @@ def _saved_run(out_dir: Path) -> dict[str, Any]:
     val_files = base.get_parsed_content("validate#datalist")
     dev = base.get_parsed_content("device")
     workers = int(args["regular_workers"]) if args["regular_workers"] is not None else (os.cpu_count() or 1)
-    return {"results": results, "args": args, "state": state, "base": base, "train_files": train_files,
-            "val_files": val_files, "device": dev, "workers": workers}
+    return SavedRun(results, args, state, base, train_files, val_files, dev, workers)
 
 
 def resume(out: str = "runs/bench_spleen", budget_s: float = 1200.0, max_epochs: int | None = None) -> None:
@@ -834,10 +846,8 @@ def resume(out: str = "runs/bench_spleen", budget_s: float = 1200.0, max_epochs:
         max_epochs: the regular recipe's new epoch limit (default: the one it ran with).
     """
     out_dir = Path(out).resolve()
-    run = _saved_run(out_dir)
-    results, args, state, base = run["results"], run["args"], run["state"], run["base"]
+    results, args, state, base, train_files, val_files, dev, workers = _saved_run(out_dir)
     results_path, state_path, before = out_dir / "results.json", out_dir / REGULAR_STATE, results["recipes"]["regular"]
-    train_files, val_files, dev, workers = run["train_files"], run["val_files"], run["device"], run["workers"]
     val_interval = int(results["val_interval_epochs"])
 
     mem = MemoryMonitor()
@@ -892,13 +902,13 @@ def regular_errors(out: str = "runs/bench_spleen") -> None:
 
     out_dir = Path(out).resolve()
     run = _saved_run(out_dir)
-    state, curve = run["state"], run["state"]["curve"]
-    reg = _regular_recipe(run["base"], run["train_files"], run["val_files"], workers=run["workers"],
-                          postprocess=run["args"]["postprocess"], device=run["device"], seed=run["args"]["seed"])
+    state, curve = run.state, run.state["curve"]
+    reg = _regular_recipe(run.base, run.train_files, run.val_files, workers=run.workers,
+                          postprocess=run.args["postprocess"], device=run.device, seed=run.args["seed"])
     reg.network.load_state_dict(state["network"])
     inferer = SlidingWindowInferer(roi_size=reg.val_roi_size, sw_batch_size=reg.sw_batch_size)
-    names = [Path(f["image"]).name for f in run["val_files"]]
-    rows = _score_cases(reg.network, reg.val_loader, inferer, reg.device, False, names)
+    names = [Path(f["image"]).name for f in run.val_files]
+    rows = _score_cases(reg.network, reg.val_loader, inferer, reg.device, amp=False, names=names)
     for r in rows:
         covered = r["spleen_voxels"] - r["false_negative_voxels"]
         r["predicted_voxels"] = covered + r["false_positive_voxels"]
@@ -913,12 +923,12 @@ def regular_errors(out: str = "runs/bench_spleen") -> None:
     result = {
         "command": "python " + shlex.join(sys.argv),
         "code": _code_version(),
-        "data": run["results"]["data"],
+        "data": run.results["data"],
         "epoch": state["epochs"],
         "own_time_s": round(float(state["own_time_s"]), 2),
         # the validation Dice recorded at this epoch, if it validated: the mean below reproduces it
         "validation_dice_at_epoch": curve[-1]["dice"] if curve and curve[-1]["epoch"] == state["epochs"] else None,
-        "validation_postprocessing": run["results"]["validation_postprocessing"],
+        "validation_postprocessing": run.results["validation_postprocessing"],
         "mean_dice": mean("dice"),
         "mean_dice_largest_component": mean("dice_largest_component"),
         "mean_spleen_covered": mean("spleen_covered"),
