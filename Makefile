@@ -23,7 +23,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q --durations=15 tests
 
 verify: $(STAMP)
-	$(BIN)/python tools/verify.py --all --schema ../shared/schemas/meta_schema_20240725.json
+	$(BIN)/python -m tools.verify --all --schema ../shared/schemas/meta_schema_20240725.json
 
 clean-venv:
 	rm -rf $(VENV)

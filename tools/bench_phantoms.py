@@ -25,14 +25,11 @@ import time
 
 import numpy as np
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
-from common.data.io import atomic_write_bytes, save_nifti  # noqa: E402
-from common.data.phantom import BTCV_LABELS, generate_phantom  # noqa: E402
-from common.data.phantom.baseline import threshold_lcc_dice  # noqa: E402
-from common.data.phantom.canvas import n_threads  # noqa: E402
+from bundlezoo.data.io import atomic_write_bytes, save_nifti
+from bundlezoo.data.phantom import BTCV_LABELS, generate_phantom
+from bundlezoo.data.phantom.baseline import threshold_lcc_dice
+from bundlezoo.data.phantom.canvas import n_threads
 
 
 def _machine() -> dict:
@@ -96,7 +93,7 @@ def volumes(n: int = 40, seed: int = 0, resolution: str = "tiny") -> dict:
 
 def hu_table() -> str:
     """Markdown table of the HU model (mean per phase, texture, per-volume jitter) and the tested literature ranges."""
-    from common.data.phantom.appearance import HU_TABLE, LITERATURE_RANGES, T
+    from bundlezoo.data.phantom.appearance import HU_TABLE, LITERATURE_RANGES, T
 
     names = {v: k for k, v in vars(T).items() if isinstance(v, int) and k != "N"}
     rows = ["| tissue | non-contrast | arterial | portal-venous | texture sd | per-volume sd |",

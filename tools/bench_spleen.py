@@ -52,11 +52,10 @@ from typing import Any, Callable, NamedTuple
 
 import fire
 
+
+from bundlezoo.data.io import atomic_write_bytes
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))  # run from a checkout without `pip install -e .`
-
-from common.data.io import atomic_write_bytes  # noqa: E402  (after the sys.path line above)
-
 BUNDLE = REPO_ROOT / "bundles" / "spleen-fast-train"
 THRESHOLDS = (0.80, 0.90, 0.95)
 DEFAULT_N_CASES = 32  # the bundle's embedded default: 24 train / 8 validation with the seeded split

@@ -17,11 +17,8 @@ from __future__ import annotations
 import pathlib
 import sys
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
-from common.data.layouts import NotAPhantomFolderError, write_btcv, write_msd_spleen, write_unlabeled  # noqa: E402
+from bundlezoo.data.layouts import NotAPhantomFolderError, write_btcv, write_msd_spleen, write_unlabeled
 
 TASKS = ("spleen", "btcv", "unlabeled")
 
@@ -59,7 +56,12 @@ def make_phantoms(task: str, n: int, out: str, seed: int = 0, resolution: str = 
     print(f"make_phantoms: {task} phantoms (synthetic, not patient data) in {path}", file=sys.stderr)
 
 
-if __name__ == "__main__":
+def main() -> None:
+    """Console entry point (``bundlezoo-phantoms``)."""
     import fire
 
     fire.Fire(make_phantoms)
+
+
+if __name__ == "__main__":
+    main()

@@ -9,8 +9,8 @@
 # Why layered: .venv already holds torch and MONAI 1.6.1 (several GB). A `.pth` file appends .venv's site-packages
 # to .venv-label's sys.path, so torch/MONAI are reused, while every package pip installs here (numpy 1.26,
 # jsonschema 3.2, monailabel and the rest of its pins) shadows the .venv copy. A plain `.pth` path line does not
-# run .venv's own `.pth` files, so the editable install of this repository's `common` package is NOT visible here:
-# MONAI Label sees the bundle exactly as a user would, with its vendored `common/` only.
+# run .venv's own `.pth` files, so the editable install of this repository's `bundlezoo` package is NOT visible here:
+# MONAI Label sees the bundle exactly as a user would, with its vendored `bundlezoo/` only.
 #
 # Usage: tools/monailabel_env.sh            (idempotent; rebuilds only when this script changes)
 #        MAIN_VENV=.venv LABEL_VENV=.venv-label tools/monailabel_env.sh
@@ -51,13 +51,13 @@ export SAM2_BUILD_CUDA=0
     "monailabel==$MONAILABEL_VERSION" "pydicom>=2.4.4,<3" \
     "monai==$("$MAIN_VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("monai"))')"
 
-# Prove the layering holds: MONAI Label imports, numpy is the pinned 1.x, and this repository's common is absent
+# Prove the layering holds: MONAI Label imports, numpy is the pinned 1.x, and this repository's bundlezoo is absent
 # (checked from / : the current folder is importable, and here it is the checkout).
 label_python=$(cd "$LABEL_VENV" && pwd)/bin/python
 (cd / && "$label_python" - <<'EOF'
 import importlib.util, numpy, monai, monailabel
 assert numpy.__version__.startswith("1."), numpy.__version__
-assert importlib.util.find_spec("common") is None, "the repository's common package leaked into .venv-label"
+assert importlib.util.find_spec("bundlezoo") is None, "the repository's bundlezoo package leaked into .venv-label"
 print(f"monailabel {monailabel.__version__}, monai {monai.__version__}, numpy {numpy.__version__}")
 EOF
 )

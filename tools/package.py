@@ -13,14 +13,14 @@ holding one top folder ``<name>/`` — the layout ``python -m monai.bundle downl
 - ``LICENSE``, ``configs/``, ``docs/``, ``scripts/`` (if any) and ``models/model.pt`` of the bundle;
 - ``models/model.ts``: exported here from ``model.pt`` with ``python -m monai.bundle ckpt_export`` (a stale or
   missing ``model.ts`` is never shipped);
-- ``common/``: the modules of this repository's ``common`` package that the configs name, plus everything they
-  import from it (see :func:`common.bundle_io.common_closure`). MONAI puts the bundle root on ``sys.path`` when it
-  runs a config (``ConfigWorkflow.run``) and so does MONAI Label, so ``common.…`` targets resolve to this copy;
+- ``bundlezoo/``: the modules of this repository's ``bundlezoo`` package that the configs name, plus everything they
+  import from it (see :func:`tools.vendoring.common_closure`). MONAI puts the bundle root on ``sys.path`` when it
+  runs a config (``ConfigWorkflow.run``) and so does MONAI Label, so ``bundlezoo.…`` targets resolve to this copy;
 - ``large_files.yml`` listing ``models/model.pt`` and ``models/model.ts`` with their sha256 (and, with
   ``--large_files_url``, the URL each will have as a release asset; the assets ``<name>_v<version>_<file>`` are then
   written next to the zip, ready to upload).
 
-The staged bundle (what is zipped, with its vendored ``common``) must pass ``tools/verify.py``, otherwise nothing is
+The staged bundle (what is zipped, with its vendored ``bundlezoo``) must pass ``tools/verify.py``, otherwise nothing is
 written and the exit status is 1. Outputs are written under temporary names and renamed when complete.
 """
 
@@ -37,10 +37,10 @@ from pathlib import Path
 import fire
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))  # run from a checkout without `pip install -e .`
 
-from common.bundle_checks import CHECKS  # noqa: E402
-from common.bundle_io import (  # noqa: E402
+
+from tools.verifier import CHECKS
+from tools.vendoring import (
     config_common_names,
     large_file_entries,
     vendor_common,
@@ -74,7 +74,7 @@ def _run(args: list[str], cwd: Path, what: str, timeout: int = 1800) -> str:
 def export_torchscript(stage: Path) -> Path:
     """Export ``models/model.ts`` from ``models/model.pt`` of the staged bundle with MONAI's ``ckpt_export``.
 
-    Runs with the staged bundle as the working folder, i.e. on the vendored ``common`` a user would have.
+    Runs with the staged bundle as the working folder, i.e. on the vendored ``bundlezoo`` a user would have.
     """
     target = stage / "models" / "model.ts"
     _run(
@@ -172,15 +172,20 @@ def package(
                 os.replace(part, asset)
 
     print(f"packaged {zip_path} ({zip_path.stat().st_size / 1e6:.1f} MB)")
-    print(f"  vendored {len(vendored)} files of common/: {', '.join(str(v) for v in vendored)}")
+    print(f"  vendored {len(vendored)} files of bundlezoo/: {', '.join(str(v) for v in vendored)}")
     for e in entries:
         print(f"  {e['path']}: sha256 {e['hash_val']}" + (f" <- {e['url']}" if e["url"] else ""))
     return str(zip_path)
 
 
-if __name__ == "__main__":
+def main() -> None:
+    """Console entry point: package with fire's command line; a refusal is one line and exit status 1."""
     try:
         fire.Fire(package)  # prints the zip's path last
     except (PackagingError, ValueError) as err:
         print(f"package: {err}", file=sys.stderr)
         sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -9,7 +9,7 @@ Usage::
 
 Without ``--schema`` the metadata schema is downloaded from the metadata's ``schema`` URL (md5-checked); offline,
 that check fails and says to pass ``--schema``. Every check prints one line ``PASS|FAIL|SKIP name message``;
-the exit status is 1 when any check fails, 2 on a usage error. The checks live in ``common/bundle_checks.py``.
+the exit status is 1 when any check fails, 2 on a usage error. The checks live in ``tools/verifier.py``.
 """
 
 from __future__ import annotations
@@ -20,9 +20,8 @@ from pathlib import Path
 
 import fire
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without `pip install -e .`
 
-from common.bundle_checks import CHECKS, FAIL, REPO_ROOT, CheckResult, find_bundles, verify_bundle  # noqa: E402
+from tools.verifier import CHECKS, FAIL, REPO_ROOT, CheckResult, find_bundles, verify_bundle
 
 
 def main(
@@ -85,5 +84,10 @@ def main(
     print(f"verify: all {len(targets)} bundles passed", flush=True)
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """Console entry point (``bundlezoo-verify``)."""
     fire.Fire(main)
+
+
+if __name__ == "__main__":
+    cli()

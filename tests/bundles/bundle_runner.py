@@ -2,7 +2,7 @@
 
 Every bundle run here goes through ``python -m monai.bundle run`` in a child process (as a user would type it), with
 ``bundle_root`` in a temporary folder so the repository stays clean. Data are small synthetic phantoms written as real
-NIfTI files in the MSD ``Task09_Spleen`` layout, written by the phantom engine (``common.data.layouts.write_msd_spleen``
+NIfTI files in the MSD ``Task09_Spleen`` layout, written by the phantom engine (``bundlezoo.data.layouts.write_msd_spleen``
 with ``resolution="tiny"``).
 """
 
@@ -116,7 +116,7 @@ def train_configs(*more: str | Path) -> list[Path]:
 
 def write_msd_spleen_small(out_dir: Path, n_train: int, *, seed: int = 0) -> Path:
     """Write a small MSD Task09_Spleen-layout folder of ``n_train`` labelled synthetic phantoms (``tiny`` grid)."""
-    from common.data.layouts import write_msd_spleen
+    from bundlezoo.data.layouts import write_msd_spleen
 
     write_msd_spleen(out_dir, n_train=n_train, n_test=0, seed=seed, resolution="tiny", progress=False)
     return out_dir

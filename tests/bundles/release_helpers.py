@@ -120,7 +120,7 @@ def python_without_repo(workdir: Path) -> Path:
 
     The venv's ``site-packages`` gets one ``.pth`` line naming our ``site-packages``: that makes the installed
     packages importable, but unlike a site directory it does not run *their* ``.pth`` files, so the editable
-    install's finder for ``common`` never loads. Returns the venv's python (created once per session).
+    install's finder for ``bundlezoo`` never loads. Returns the venv's python (created once per session).
     """
     if "python" in _cache:
         return _cache["python"]

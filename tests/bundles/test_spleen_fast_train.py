@@ -127,7 +127,7 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
 
 def test_evaluate_reports_dice_per_case_and_mean(trained_spleen: TrainedBundle,
                                                  evaluation: tuple[Path, BundleRun]) -> None:
-    from common.data.msd import msd_datalist
+    from bundlezoo.data.msd import msd_datalist
 
     out, run = evaluation
     assert_ok(run)
@@ -145,7 +145,7 @@ def test_evaluate_reports_dice_per_case_and_mean(trained_spleen: TrainedBundle,
 @pytest.fixture(scope="module")
 def nifti_inference(trained_spleen: TrainedBundle, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, BundleRun]:
     """inference.json on a NIfTI folder: the validation images as they are, and the first one in several orientations."""
-    from common.data.msd import msd_datalist
+    from bundlezoo.data.msd import msd_datalist
 
     tmp = tmp_path_factory.mktemp("spleen_infer")
     inputs, outputs = tmp / "in", tmp / "out"
@@ -230,7 +230,7 @@ def test_evaluate_dice_is_measured_in_the_original_image_space(
 
 
 def test_inference_on_a_dicom_series_folder(trained_spleen: TrainedBundle, tmp_path: Path) -> None:
-    from common.data.dicom import write_dicom_series
+    from bundlezoo.data.dicom import write_dicom_series
 
     source_path = sorted((trained_spleen.dataset_dir / "imagesTr").glob("*.nii.gz"))[0]
     source = nib.load(source_path)

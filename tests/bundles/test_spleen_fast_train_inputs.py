@@ -21,9 +21,9 @@ import pytest
 import torch
 
 from bundle_runner import SPLEEN_CONFIGS, list_files, run_bundle, train_configs, write_msd_spleen_small
-from common.data.checks import InputDataError
-from common.data.inputs import image_datalist
-from common.data.msd import msd_datalist
+from bundlezoo.data.checks import InputDataError
+from bundlezoo.data.inputs import image_datalist
+from bundlezoo.data.msd import msd_datalist
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ jsonschema < 4, which the main environment must not get). The test creates it wh
 when it cannot be created (no package registry). The server gets a studies folder of synthetic phantom NIfTI
 files; over HTTP the test runs inference, saves a label and trains one epoch.
 
-The released zip is downloaded (``monai.bundle download``) into ``<app>/model/spleen-fast-train`` as it ships (vendored ``common``, no repository
+The released zip is downloaded (``monai.bundle download``) into ``<app>/model/spleen-fast-train`` as it ships (vendored ``bundlezoo``, no repository
 on the server's path). Only its hyperparameters are shrunk for CPU (4 mm grid, 32^3/64^3 windows, validation every
 epoch), by editing the copy's JSON as a user would.
 """

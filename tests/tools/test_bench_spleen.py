@@ -30,7 +30,7 @@ TOP = ["benchmark", "data", "command", "machine", "device", "n_train", "n_valida
 
 @pytest.mark.slow
 def test_bench_spleen_tiny(tmp_path: Path) -> None:
-    from common.data.layouts import write_msd_spleen
+    from bundlezoo.data.layouts import write_msd_spleen
 
     data = write_msd_spleen(tmp_path / "Task09_Spleen", 4, seed=0, resolution="tiny", progress=False)
     out = tmp_path / "bench"
@@ -167,7 +167,7 @@ def test_regular_recipe_draws_only_from_its_own_generator(tmp_path: Path) -> Non
     import torch
     from monai.networks.nets import UNet
 
-    from common.data.layouts import write_msd_spleen
+    from bundlezoo.data.layouts import write_msd_spleen
 
     data = write_msd_spleen(tmp_path / "Task09_Spleen", 3, seed=0, resolution="tiny", progress=False)
     files = [{"image": str(data / c["image"]), "label": str(data / c["label"])}
@@ -352,7 +352,7 @@ def test_checkpoints_tiny(tmp_path: Path) -> None:
     """Train two epochs on tiny phantoms saving each, score both (as saved and with BN recomputed), then rescore
     from the saved files alone and get the same numbers."""
     import torch
-    from common.data.layouts import write_msd_spleen
+    from bundlezoo.data.layouts import write_msd_spleen
 
     data = write_msd_spleen(tmp_path / "Task09_Spleen", 4, seed=0, resolution="tiny", progress=False)
     out = tmp_path / "ckpt"

@@ -1,4 +1,4 @@
-"""tools/package.py and common/bundle_io.py: vendoring closure, zips, hashes, and the refusals.
+"""tools/package.py and tools/vendoring.py: vendoring closure, zips, hashes, and the refusals.
 
 The full packaging of a trained spleen-fast-train (and everything done with the zip) is exercised in
 tests/bundles/test_spleen_reuse.py; here are the parts that need no training.
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from common.bundle_io import (
+from tools.vendoring import (
     common_closure,
     config_common_names,
     large_file_entries,
@@ -37,17 +37,17 @@ def _rel(paths: list[Path]) -> set[str]:
 
 def test_config_names_include_non_target_strings() -> None:
     names = config_common_names(sorted((SPLEEN / "configs").glob("*.json")))
-    assert "common.transforms.AtomicNibabelWriter" in names  # a SaveImaged `writer` string, not a _target_
-    assert "common.transforms.SafeSpacingd" in names
-    assert all(n.startswith("common.") for n in names)
+    assert "bundlezoo.transforms.AtomicNibabelWriter" in names  # a SaveImaged `writer` string, not a _target_
+    assert "bundlezoo.transforms.SafeSpacingd" in names
+    assert all(n.startswith("bundlezoo.") for n in names)
 
 
 def test_closure_follows_imports_and_leaves_tools_code_out() -> None:
-    files = _rel(common_closure({"common.data.msd.msd_datalist"}))
+    files = _rel(common_closure({"bundlezoo.data.msd.msd_datalist"}))
     # parents' __init__, the module, its relative imports, and the deferred import of the phantom engine
-    assert {"common/__init__.py", "common/data/__init__.py", "common/data/msd.py", "common/data/checks.py",
-            "common/data/layouts.py", "common/data/phantom/__init__.py"} <= files
-    assert not files & {"common/bundle_checks.py", "common/bundle_io.py", "common/transforms/io.py"}
+    assert {"bundlezoo/__init__.py", "bundlezoo/data/__init__.py", "bundlezoo/data/msd.py", "bundlezoo/data/checks.py",
+            "bundlezoo/data/layouts.py", "bundlezoo/data/phantom/__init__.py"} <= files
+    assert not files & {"tools/verifier.py", "tools/vendoring.py", "bundlezoo/transforms/io.py"}
 
 
 def test_vendored_copy_imports_alone(tmp_path: Path) -> None:
@@ -56,7 +56,7 @@ def test_vendored_copy_imports_alone(tmp_path: Path) -> None:
     vendor_common(names, tmp_path)
     modules = sorted({n.rsplit(".", 1)[0] for n in names})
     code = ("import sys; sys.path[:] = [p for p in sys.path if p not in ('', %r)]; sys.path.insert(0, %r); "
-            "import importlib; [importlib.import_module(m) for m in %r]; import common; print(common.__file__)"
+            "import importlib; [importlib.import_module(m) for m in %r]; import bundlezoo; print(bundlezoo.__file__)"
             % (str(REPO), str(tmp_path), modules))
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     # -S: no site-packages processing of the editable finder; MONAI etc. come back through the explicit path
@@ -64,12 +64,12 @@ def test_vendored_copy_imports_alone(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-S", "-c", f"import sys; sys.path.extend({site!r}); {code}"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.strip().splitlines()[-1] == str(tmp_path / "common" / "__init__.py")
+    assert proc.stdout.strip().splitlines()[-1] == str(tmp_path / "bundlezoo" / "__init__.py")
 
 
 def test_vendor_rejects_unknown_names(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="common.nosuchmodule"):
-        vendor_common({"common.nosuchmodule.Thing"}, tmp_path)
+    with pytest.raises(ValueError, match="bundlezoo.nosuchmodule"):
+        vendor_common({"bundlezoo.nosuchmodule.Thing"}, tmp_path)
 
 
 def test_zip_is_deterministic_and_atomic(tmp_path: Path) -> None:

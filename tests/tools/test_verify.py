@@ -1,4 +1,4 @@
-"""Tests of the bundle verifier (tools/verify.py over common/bundle_checks.py).
+"""Tests of the bundle verifier (tools/verify.py over tools/verifier.py).
 
 The real bundle must pass every check (once through the CLI, exports included); deliberately broken copies
 must fail the right check with a message naming the problem. Negative tests run single checks in-process, so
@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from common import bundle_checks
-from common.bundle_checks import CHECKS, FAIL, PASS, SKIP, CheckResult, sha256_file, verify_bundle
+from tools import verifier as bundle_checks
+from tools.verifier import CHECKS, FAIL, PASS, SKIP, CheckResult, sha256_file, verify_bundle
 
 sys.path.insert(0, str(Path(__file__).parent))
 from minimal_bundle import use_trace_only_network, write_json, write_minimal_bundle  # noqa: E402

@@ -32,7 +32,7 @@ def test_speed_and_baseline_report(bench):
 
 
 def test_hu_table_lists_every_tissue(bench):
-    from common.data.phantom.appearance import HU_TABLE
+    from bundlezoo.data.phantom.appearance import HU_TABLE
 
     text = bench.hu_table()
     assert text.count("\n| ") >= len(HU_TABLE) and "| liver | 58 | 80 | 115 |" in text

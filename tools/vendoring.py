@@ -1,10 +1,10 @@
-"""Shipping bundles: find the `common` code a bundle's configs use, vendor it, write release zips, check weights.
+"""Shipping bundles: find the `bundlezoo` code a bundle's configs use, vendor it, write release zips, check weights.
 
 A released bundle must run where this repository is absent. Its configs name shared code only as
-``common.<module>.<attr>`` strings (``_target_`` components, writer class paths, ``$`` expressions); MONAI's
-``ConfigWorkflow.run()`` and MONAI Label both put the bundle root on ``sys.path``, so a ``common/`` folder at the
+``bundlezoo.<module>.<attr>`` strings (``_target_`` components, writer class paths, ``$`` expressions); MONAI's
+``ConfigWorkflow.run()`` and MONAI Label both put the bundle root on ``sys.path``, so a ``bundlezoo/`` folder at the
 bundle root serves those names. :func:`common_closure` finds the modules the configs name plus everything they import
-from ``common`` (also imports deferred inside functions), so the vendored copy is complete but carries no unrelated
+from ``bundlezoo`` (also imports deferred inside functions), so the vendored copy is complete but carries no unrelated
 code (no verifier, no tools).
 
 This module is used by ``tools/package.py`` and the tests; bundles never import it.
@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from common.data.io import atomic_write_bytes
+from bundlezoo.data.io import atomic_write_bytes
 
 __all__ = [
     "COMMON_ROOT",
@@ -37,8 +37,8 @@ __all__ = [
     "write_zip",
 ]
 
-COMMON_ROOT = Path(__file__).resolve().parent
-_PKG = COMMON_ROOT.name  # "common"
+COMMON_ROOT = Path(__file__).resolve().parents[1] / "bundlezoo"
+_PKG = COMMON_ROOT.name  # "bundlezoo"
 
 
 # ------------------------------------------------------------------------------------------------------ hashing
@@ -65,10 +65,10 @@ def _strings(obj: Any) -> Iterator[str]:
 
 
 def config_common_names(config_files: Iterable[str | os.PathLike]) -> set[str]:
-    """Dotted names starting with ``common.`` that appear anywhere in the given JSON configs.
+    """Dotted names starting with ``bundlezoo.`` that appear anywhere in the given JSON configs.
 
-    Every string value counts (``_target_``, ``"writer": "common.transforms.X"``, ``"$common.data.f(...)"``,
-    ``"$import common.x"``), because MONAI resolves all of them by import at run time.
+    Every string value counts (``_target_``, ``"writer": "bundlezoo.transforms.X"``, ``"$bundlezoo.data.f(...)"``,
+    ``"$import bundlezoo.x"``), because MONAI resolves all of them by import at run time.
     """
     import re
 
@@ -82,7 +82,7 @@ def config_common_names(config_files: Iterable[str | os.PathLike]) -> set[str]:
 
 
 def _module_file(dotted: str, root: Path) -> Path | None:
-    """File of module ``dotted`` (``common.x.y``) under ``root`` (the folder named ``common``), else None."""
+    """File of module ``dotted`` (``bundlezoo.x.y``) under ``root`` (the folder named ``bundlezoo``), else None."""
     parts = dotted.split(".")
     if parts[0] != root.name:
         return None
@@ -95,7 +95,7 @@ def _module_file(dotted: str, root: Path) -> Path | None:
 
 
 def _longest_module(dotted: str, root: Path) -> str | None:
-    """The longest prefix of ``dotted`` that is a module or package (``common.transforms.X``: ``common.transforms``)."""
+    """The longest prefix of ``dotted`` that is a module or package (``bundlezoo.transforms.X``: ``bundlezoo.transforms``)."""
     parts = dotted.split(".")
     for n in range(len(parts), 0, -1):
         name = ".".join(parts[:n])
@@ -113,7 +113,7 @@ def _module_name(file: Path, root: Path) -> str:
 
 
 def _imports(file: Path, root: Path) -> set[str]:
-    """Dotted names of ``common`` modules (or attributes of them) that ``file`` imports, at any depth of the code."""
+    """Dotted names of ``bundlezoo`` modules (or attributes of them) that ``file`` imports, at any depth of the code."""
     tree = ast.parse(file.read_text(), filename=str(file))
     this = _module_name(file, root)
     package = this if file.name == "__init__.py" else this.rpartition(".")[0]
@@ -136,10 +136,10 @@ def _imports(file: Path, root: Path) -> set[str]:
 
 
 def common_closure(names: Iterable[str], root: str | os.PathLike = COMMON_ROOT) -> list[Path]:
-    """Files of package ``root`` needed to import ``names`` (dotted ``common.…`` names), sorted.
+    """Files of package ``root`` needed to import ``names`` (dotted ``bundlezoo.…`` names), sorted.
 
     Each name resolves to its longest importable module; that module, every parent package ``__init__.py`` (Python
-    runs them on import) and, transitively, every ``common`` module they import are included.
+    runs them on import) and, transitively, every ``bundlezoo`` module they import are included.
     """
     root = Path(root).resolve()
     todo = [n for n in names]
@@ -158,7 +158,7 @@ def common_closure(names: Iterable[str], root: str | os.PathLike = COMMON_ROOT) 
 
 
 def vendor_common(names: Iterable[str], dest: str | os.PathLike, root: str | os.PathLike = COMMON_ROOT) -> list[Path]:
-    """Copy the :func:`common_closure` of ``names`` to ``dest/common/…``; return the copied paths (relative to dest).
+    """Copy the :func:`common_closure` of ``names`` to ``dest/bundlezoo/…``; return the copied paths (relative to dest).
 
     Raises:
         ValueError: a name resolves to no module of ``root`` (a typo in a config would otherwise ship silently).

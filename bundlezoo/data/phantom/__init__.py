@@ -2,7 +2,7 @@
 
 Example::
 
-    from common.data.phantom import generate_phantom, BTCV_LABELS
+    from bundlezoo.data.phantom import generate_phantom, BTCV_LABELS
     ph = generate_phantom(3, resolution="fast", phase="portal_venous", orientation="LPS")
     ph.image  # int16 HU
     ph.label  # uint8 BTCV labels 0..13

@@ -7,8 +7,8 @@ import pydicom
 import pytest
 import torch
 
-from common.data.dicom import write_dicom_series
-from common.data.phantom import generate_phantom
+from bundlezoo.data.dicom import write_dicom_series
+from bundlezoo.data.phantom import generate_phantom
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """Medical Segmentation Decathlon (MSD) task folders: datalists, seeded splits and the embedded phantom default.
 
-A real MSD download (e.g. ``Task09_Spleen``) and the phantom folders written by :mod:`common.data.layouts` share one
+A real MSD download (e.g. ``Task09_Spleen``) and the phantom folders written by :mod:`bundlezoo.data.layouts` share one
 layout, so a bundle reads both with this module:
 
     <dataset_dir>/dataset.json   {"training": [{"image": "./imagesTr/x.nii.gz", "label": "./labelsTr/x.nii.gz"}, ...],

@@ -12,8 +12,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from common.data import layouts
-from common.data.layouts import PHANTOM_MANIFEST, NotAPhantomFolderError, write_btcv, write_msd_spleen, write_unlabeled
+from bundlezoo.data import layouts
+from bundlezoo.data.layouts import PHANTOM_MANIFEST, NotAPhantomFolderError, write_btcv, write_msd_spleen, write_unlabeled
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 

@@ -228,7 +228,7 @@ def _last_error_line(output: str) -> str:
 
 @contextlib.contextmanager
 def _bundle_on_path(bundle_dir: Path) -> Iterator[None]:
-    """Make the repo's ``common`` and a bundle's own ``scripts`` importable while its configs are parsed, as
+    """Make the repo's ``bundlezoo`` and a bundle's own ``scripts`` importable while its configs are parsed, as
     ``python -m monai.bundle run`` does, and forget that bundle's ``scripts`` afterwards so the next bundle's
     ``scripts`` is not shadowed."""
     added = [p for p in (str(REPO_ROOT), str(bundle_dir)) if p not in sys.path]

@@ -8,7 +8,7 @@ Sub-packages:
     engines:    custom iteration logic (e.g. teacher-student training).
     metrics:    metrics beyond MONAI's own.
 
-`common` imports no bundle and no tool.
+`bundlezoo` imports no bundle and no tool.
 """
 
 __version__ = "0.1.0"

@@ -1,4 +1,4 @@
-"""Tests of the synthetic phantom engine (common.data.phantom): determinism, anatomy, appearance, difficulty."""
+"""Tests of the synthetic phantom engine (bundlezoo.data.phantom): determinism, anatomy, appearance, difficulty."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from common.data.phantom import BTCV_LABELS, LITERATURE_RANGES, ORIENTATIONS, PHASES, generate_phantom
-from common.data.phantom.baseline import threshold_lcc_dice
+from bundlezoo.data.phantom import BTCV_LABELS, LITERATURE_RANGES, ORIENTATIONS, PHASES, generate_phantom
+from bundlezoo.data.phantom.baseline import threshold_lcc_dice
 
 SEEDS = range(8)
 
@@ -81,9 +81,9 @@ def test_organs_present_connected_and_inside_body(seed):
 
 def test_painting_never_overwrites_a_labelled_organ():
     """Organs are painted only into free tissue, so every label's voxels survive later organs (no overlap)."""
-    from common.data.phantom import anatomy
-    from common.data.phantom.canvas import Canvas
-    from common.data.phantom.geometry import sample_grid
+    from bundlezoo.data.phantom import anatomy
+    from bundlezoo.data.phantom.canvas import Canvas
+    from bundlezoo.data.phantom.geometry import sample_grid
 
     p = anatomy.sample_patient(np.random.default_rng(3))
     zk, ak, yak, yp = p["cavity_keys"]
@@ -129,7 +129,7 @@ def test_monai_orientationd_recovers_the_same_anatomy(tmp_path):
     Orientationd("RAS")), every orientation gives the same voxels and affine as the RAS phantom."""
     from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged, Orientationd
 
-    from common.data.io import save_nifti
+    from bundlezoo.data.io import save_nifti
 
     ref = tiny(5, "RAS")
     load = Compose([LoadImaged(["image", "label"]), EnsureChannelFirstd(["image", "label"]),
@@ -233,7 +233,7 @@ def test_same_output_in_forked_worker():
 def test_image_formation_helpers_match_their_references():
     """The fast PSF (shifted block sums along x) equals scipy's Gaussian filter, the 2x upsampling is the linear
     pixel-area interpolation, and the noise table is a unit-variance Gaussian."""
-    from common.data.phantom.generator import _blur_axis0, _gauss_table, _upsample2
+    from bundlezoo.data.phantom.generator import _blur_axis0, _gauss_table, _upsample2
 
     a = np.random.default_rng(0).normal(size=(23, 9, 4)).astype(np.float32)
     for sigma in (0.5, 0.9, 1.4):
@@ -252,7 +252,7 @@ def test_image_formation_helpers_match_their_references():
 
 def test_single_threaded_blas_nests_and_restores():
     threadpoolctl = pytest.importorskip("threadpoolctl")
-    from common.data.phantom.canvas import single_threaded_blas
+    from bundlezoo.data.phantom.canvas import single_threaded_blas
 
     def blas_threads():
         return [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
