@@ -39,7 +39,7 @@ import fire
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-from tools.verifier import CHECKS
+from tools.verify_checks import CHECKS
 from tools.vendoring import (
     config_common_names,
     large_file_entries,
@@ -91,7 +91,8 @@ def export_torchscript(stage: Path) -> Path:
 
 def verify(stage: Path, schema: str | None, skip_export: bool, skip_schema: bool = False) -> str:
     """Run ``tools/verify.py`` on the staged bundle; raise :class:`PackagingError` when any check fails."""
-    args = [sys.executable, str(REPO_ROOT / "tools" / "verify.py"), str(stage)]
+    # -m from REPO_ROOT: the verifier of this checkout, not whichever ``tools`` an installed copy provides
+    args = [sys.executable, "-m", "tools.verify", str(stage)]
     if schema:
         args += ["--schema", str(Path(schema).resolve())]
     if skip_export:

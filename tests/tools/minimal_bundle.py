@@ -286,3 +286,123 @@ def use_trace_only_network(root: Path) -> Path:
         cfg["network_def"]["_target_"] = "scripts.trace_only.TraceOnlyUNet"
         write_json(path, cfg)
     return root
+
+
+# ----------------------------------------------------------------------------------- other kinds of bundle
+def _save_model(root: Path, network: Any, nested: bool) -> str:
+    """Save ``network``'s weights (seeded init) as ``models/model.pt`` and list it in large_files.yml with its
+    real sha256, as a release would; return the sha256."""
+    import hashlib
+
+    import torch
+
+    (root / "models").mkdir(exist_ok=True)
+    weights = root / "models" / "model.pt"
+    torch.save({"model": network.state_dict()} if nested else network.state_dict(), weights)
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    (root / "large_files.yml").write_text(LARGE_FILES.replace("0" * 64, digest))
+    return digest
+
+
+PRETRAIN_NETWORK_DEF: dict[str, Any] = {
+    "_target_": "ViTAutoEnc",
+    "in_channels": 1,
+    "img_size": 16,
+    "patch_size": 4,
+    "out_channels": 1,
+    "deconv_chns": 4,
+    "hidden_size": 32,
+    "mlp_dim": 64,
+    "num_layers": 1,
+    "num_heads": 2,
+    "spatial_dims": 3,
+}
+
+
+def write_pretraining_bundle(root: Path) -> Path:
+    """A pretraining-like bundle: train.json only (no inference.json), a ViT autoencoder whose forward returns
+    a tuple (reconstruction, hidden states), an encoder checkpoint, no export; its declaration says so."""
+    import torch
+    from monai.networks.nets import ViTAutoEnc
+
+    write_minimal_bundle(root)
+    (root / "configs" / "inference.json").unlink()
+    cfg = train_config()
+    cfg["network_def"] = dict(PRETRAIN_NETWORK_DEF)
+    cfg["loss"] = {"_target_": "torch.nn.L1Loss"}
+    write_json(root / "configs" / "train.json", cfg)
+    meta = metadata()
+    meta["task"] = "Tiny self-supervised pretraining bundle for verifier tests"
+    reconstruction = dict(meta["network_data_format"]["inputs"]["image"], format="reconstruction", value_range=[0, 1])
+    reconstruction["spatial_shape"] = [16, 16, 16]
+    meta["network_data_format"]["inputs"]["image"]["spatial_shape"] = [16, 16, 16]
+    meta["network_data_format"]["outputs"] = {"reconstruction": reconstruction}
+    meta["verify"] = {
+        "configs": ["train.json"],
+        "workflows": {"train.json": "train"},
+        "network": {"config": "train.json", "id": "network_def"},
+        "model": "models/model.pt",
+        "input": "image",
+        "output": "reconstruction",
+        "consistency": [],
+        "export": {"torchscript": "none", "onnx": False},
+    }
+    write_json(root / "configs" / "metadata.json", meta)
+    torch.manual_seed(0)
+    _save_model(root, ViTAutoEnc(**{k: v for k, v in PRETRAIN_NETWORK_DEF.items() if k != "_target_"}), nested=False)
+    return root
+
+
+CLASSIFIER_NETWORK_DEF: dict[str, Any] = {
+    "_target_": "DenseNet",
+    "spatial_dims": 3,
+    "in_channels": 1,
+    "out_channels": 2,
+    "init_features": 4,
+    "growth_rate": 4,
+    "block_config": [2],
+}
+
+
+def write_classification_bundle(root: Path) -> Path:
+    """A classification-like bundle: a tiny 3D DenseNet whose output is a vector of class logits (no spatial
+    dims), inference without inversion to image space, a CheckpointSaver-style ``{"model": ...}`` checkpoint."""
+    import torch
+    from monai.networks.nets import DenseNet
+
+    write_minimal_bundle(root)
+    image_only = _deterministic(["@image_key"], image_only=True)
+    train = train_config()
+    train["network_def"] = dict(CLASSIFIER_NETWORK_DEF)
+    train["loss"] = {"_target_": "torch.nn.CrossEntropyLoss"}
+    train["train"]["deterministic_transforms"] = image_only
+    train["train"]["random_transforms"] = [{"_target_": "RandFlipd", "keys": "@image_key", "prob": 0.5}]
+    train["train"]["postprocessing"]["transforms"] = [{"_target_": "Activationsd", "keys": "pred", "softmax": True}]
+    train["train"]["key_metric"] = {
+        "train_accuracy": {
+            "_target_": "ignite.metrics.Accuracy",
+            "output_transform": "$monai.handlers.from_engine(['pred', 'label'])",
+        }
+    }
+    write_json(root / "configs" / "train.json", train)
+    infer = inference_config()
+    infer["network_def"] = dict(CLASSIFIER_NETWORK_DEF)
+    infer["inferer"] = {"_target_": "SimpleInferer"}
+    infer["postprocessing"]["transforms"] = [
+        {"_target_": "Activationsd", "keys": "pred", "softmax": True},
+        {"_target_": "AsDiscreted", "keys": "pred", "argmax": True},
+    ]
+    write_json(root / "configs" / "inference.json", infer)
+    meta = metadata()
+    meta["task"] = "Tiny classification bundle for verifier tests"
+    meta["network_data_format"]["inputs"]["image"]["spatial_shape"] = [16, 16, 16]
+    meta["network_data_format"]["outputs"] = {
+        "pred": {"type": "probabilities", "format": "classes", "num_channels": 2, "spatial_shape": [],
+                 "dtype": "float32", "value_range": [], "is_patch_data": False,
+                 "channel_def": {"0": "benign", "1": "malignant"}}
+    }
+    meta["verify"] = {"export": {"torchscript": "script", "onnx": True}}
+    write_json(root / "configs" / "metadata.json", meta)
+    torch.manual_seed(0)
+    _save_model(root, DenseNet(**{k: v for k, v in CLASSIFIER_NETWORK_DEF.items() if k != "_target_"}), nested=True)
+    return root

@@ -27,7 +27,6 @@ from tools.vendoring import (
 
 REPO = Path(__file__).resolve().parents[2]
 SPLEEN = REPO / "bundles" / "spleen-fast-train"
-PACKAGE = REPO / "tools" / "package.py"
 SCHEMA = Path(os.environ.get("BUNDLE_SCHEMA", REPO.parent / "shared" / "schemas" / "meta_schema_20240725.json"))
 
 
@@ -47,7 +46,7 @@ def test_closure_follows_imports_and_leaves_tools_code_out() -> None:
     # parents' __init__, the module, its relative imports, and the deferred import of the phantom engine
     assert {"bundlezoo/__init__.py", "bundlezoo/data/__init__.py", "bundlezoo/data/msd.py", "bundlezoo/data/checks.py",
             "bundlezoo/data/layouts.py", "bundlezoo/data/phantom/__init__.py"} <= files
-    assert not files & {"tools/verifier.py", "tools/vendoring.py", "bundlezoo/transforms/io.py"}
+    assert not files & {"tools/verify_checks/runner.py", "tools/vendoring.py", "bundlezoo/transforms/io.py"}
 
 
 def test_vendored_copy_imports_alone(tmp_path: Path) -> None:
@@ -105,7 +104,8 @@ def _bundle_copy(tmp_path: Path, with_model: bool = True) -> Path:
 
 def _package(bundle: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    return subprocess.run([sys.executable, str(PACKAGE), str(bundle), "--out", str(out), *extra], cwd=REPO,
+    # -m from REPO: this checkout's tools, not those of whichever checkout is installed (editable)
+    return subprocess.run([sys.executable, "-m", "tools.package", str(bundle), "--out", str(out), *extra], cwd=REPO,
                           env=env, capture_output=True, text=True, timeout=900)
 
 
