@@ -203,13 +203,17 @@ def test_classification_output_rank_is_checked(tmp_path: Path) -> None:
 def test_declared_config_missing_fails_with_one_line(pretraining: Path) -> None:
     """A declaration naming a config the bundle lacks fails once, in the files check, naming the file; the
     checks that would read it say so and do the rest, so the run gives one clear FAIL line."""
-    declare(pretraining, configs=["train.json", "evaluate.json"], workflows={"train.json": "train", "evaluate.json": "infer"})
-    proc = verify_cli(str(pretraining), "--skip_export", "--checks", "required_files,workflow_properties,large_files")
+    declare(pretraining, configs=["train.json", "evaluate.json"],
+            workflows={"train.json": "train", "evaluate.json": "infer"})
+    proc = verify_cli(str(pretraining), "--checks", "required_files,workflow_properties,large_files")
     assert proc.returncode == 1, proc.stdout + proc.stderr
     fails = [ln for ln in proc.stdout.splitlines() if ln.startswith("FAIL")]
-    assert fails == ["FAIL  required_files             missing configs/evaluate.json (declared in metadata.json verify)"]
+    assert fails == [
+        "FAIL  required_files             missing configs/evaluate.json (declared in metadata.json verify)"
+    ]
     workflow = next(ln for ln in proc.stdout.splitlines() if "workflow_properties" in ln)
-    assert workflow.startswith("PASS") and "train.json (train)" in workflow and "needs configs/evaluate.json" in workflow
+    assert workflow.startswith("PASS") and "train.json (train)" in workflow
+    assert "needs configs/evaluate.json" in workflow
 
 
 def test_declared_config_missing_fails_its_check_when_run_alone(pretraining: Path) -> None:
@@ -508,7 +512,8 @@ def test_unreachable_schema_url_says_pass_a_path(minimal: Path) -> None:
 
 
 def test_unpinned_schema_name(minimal: Path) -> None:
-    edit_json(minimal / "configs" / "metadata.json", lambda m: m.update(schema="https://example.org/meta_schema_x.json"))
+    unpinned = "https://example.org/meta_schema_x.json"
+    edit_json(minimal / "configs" / "metadata.json", lambda m: m.update(schema=unpinned))
     assert_fails(run(minimal, "metadata_schema"), "metadata_schema", "meta_schema_x.json", "no pinned md5")
 
 

@@ -192,9 +192,9 @@ def _class_names(target: str) -> set[str]:
     return {target.rsplit(".", 1)[-1]}
 
 
-def _project(transforms: list[Any], image_keys: set[str]) -> list[Any]:
-    """The image part of a transform list: transforms not touching the image keys dropped, per-key arguments
-    reduced to the image keys' values, ignored transforms (:data:`TRANSFORMS_IGNORED`) dropped and loaders
+def _project(transforms: list[Any], keys: set[str]) -> list[Any]:
+    """The part of a transform list that acts on ``keys``: transforms not touching them dropped, per-key
+    arguments reduced to those keys' values, ignored transforms (:data:`TRANSFORMS_IGNORED`) dropped and loaders
     reduced to :data:`LOADER_COMPARED_ARGS`."""
     out: list[Any] = []
     for t in transforms:
@@ -204,9 +204,9 @@ def _project(transforms: list[Any], image_keys: set[str]) -> list[Any]:
         classes = _class_names(str(t["_target_"]))
         if classes & TRANSFORMS_IGNORED:
             continue
-        keys = _keys_of(t)
+        t_keys = _keys_of(t)
         if "keys" in t:
-            idx = [i for i, k in enumerate(keys) if k in image_keys]
+            idx = [i for i, k in enumerate(t_keys) if k in keys]
             if not idx:
                 continue  # label-only transform
         else:
@@ -217,11 +217,11 @@ def _project(transforms: list[Any], image_keys: set[str]) -> list[Any]:
             p = {k: v for k, v in t.items() if k not in ("keys", "allow_missing_keys")}
         for arg in PER_KEY_ARGS & p.keys():
             v = p[arg]
-            if isinstance(v, (list, tuple)) and len(v) == len(keys) and len(keys) > 0:
+            if isinstance(v, (list, tuple)) and len(v) == len(t_keys) and len(t_keys) > 0:
                 picked = [v[i] for i in idx]
                 p[arg] = picked[0] if len(picked) == 1 else picked
         if idx:
-            p["keys"] = [keys[i] for i in idx]
+            p["keys"] = [t_keys[i] for i in idx]
         out.append(p)
     return out
 

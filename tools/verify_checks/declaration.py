@@ -178,7 +178,8 @@ def parse_declaration(metadata: dict[str, Any], known_checks: list[str]) -> Decl
     if not isinstance(net["id"], str) or not net["id"]:
         raise _fail("network", "id must be a config id")
     model = d["model"]
-    if model is not None and (not isinstance(model, str) or not model or Path(model).is_absolute() or ".." in Path(model).parts):
+    inside = isinstance(model, str) and model and not Path(model).is_absolute() and ".." not in Path(model).parts
+    if model is not None and not inside:
         raise _fail("model", f"{model!r} is not a path inside the bundle")
     for field in ("input", "output"):
         if not isinstance(d[field], str) or not d[field]:

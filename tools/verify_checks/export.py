@@ -121,7 +121,8 @@ def check_torchscript_export(ctx: BundleContext) -> str:
     shape, dtype = input_shape_and_dtype(ctx)
     out = ctx.workdir / "model.ts"
     if "onnx_export" in ctx.planned and ctx.declaration.onnx and "proc:onnx" not in ctx.cache:
-        _start_bundle_cli(ctx, "onnx", ["onnx_export", *_export_args(ctx, ctx.workdir / "model.onnx", ckpt, key, shape)])
+        onnx_args = _export_args(ctx, ctx.workdir / "model.onnx", ckpt, key, shape)
+        _start_bundle_cli(ctx, "onnx", ["onnx_export", *onnx_args])
     script_error = ""
     if mode in ("auto", "script"):
         # Scripting in-process takes well under a second; when it cannot work (SwinUNETR, ViTAutoEnc ...) this

@@ -128,7 +128,8 @@ def check_net_in_out(ctx: BundleContext) -> str:
     problems = []
     want_rank = 2 + len(out_fmt.get("spatial_shape", []))
     if y.ndim != want_rank:
-        problems.append(f"rank {y.ndim} != {want_rank} (batch, channels + spatial_shape {out_fmt.get('spatial_shape')})")
+        spatial = out_fmt.get("spatial_shape")
+        problems.append(f"rank {y.ndim} != {want_rank} (batch, channels + spatial_shape {spatial})")
     if y.ndim < 2 or y.shape[1] != out_fmt.get("num_channels"):
         problems.append(f"channels {tuple(y.shape)[1:2]} != num_channels {out_fmt.get('num_channels')}")
     want_dtype = get_equivalent_dtype(out_fmt.get("dtype", "float32"), torch.Tensor)
