@@ -12,7 +12,7 @@ import numpy as np
 from monai.data import NibabelWriter
 from monai.transforms import LoadImaged, MapTransform
 
-from bundlezoo.data.checks import InputDataError, check_array, check_label_values
+from bundlezoo.data.checks import InputDataError, check_array, check_label_values, one_line
 
 __all__ = ["CheckedLoadImaged", "AtomicNibabelWriter", "LoadOriginald"]
 
@@ -53,7 +53,7 @@ class CheckedLoadImaged(LoadImaged):
             raise
         except Exception as e:  # report the first source that fails, alone, so the message names the right file
             bad = self._first_unreadable(sources)
-            raise InputDataError(bad, f"cannot be read ({type(e).__name__}: {_one_line(e)})") from e
+            raise InputDataError(bad, f"cannot be read ({type(e).__name__}: {one_line(e)})") from e
         shapes: dict[str, tuple[int, ...]] = {}
         for key, src in sources.items():
             if key not in out:
@@ -133,6 +133,3 @@ class AtomicNibabelWriter(NibabelWriter):
             if tmp.exists():
                 tmp.unlink()
 
-
-def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split())[:300]

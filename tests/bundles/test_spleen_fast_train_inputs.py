@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 
-from bundle_runner import SPLEEN_CONFIGS, list_files, run_bundle, train_configs, write_msd_spleen_small
+from bundle_runner import SMOKE_OVERRIDE, SPLEEN_CONFIGS, list_files, run_bundle, train_configs, write_msd_spleen_small
 from bundlezoo.data.checks import InputDataError
 from bundlezoo.data.inputs import image_datalist
 from bundlezoo.data.msd import msd_datalist
@@ -164,13 +164,43 @@ def test_empty_data_set(msd: Path) -> None:
     assert_input_error(exc, msd / "dataset.json", "empty")
 
 
+def parse_train_config(bundle_root: Path, **overrides: Any) -> Any:
+    """train.json (+ the smoke override) as the bundle runner parses it, with command-line style overrides."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config([str(SPLEEN_CONFIGS / "train.json"), str(SMOKE_OVERRIDE)])
+    parser.update({"bundle_root": str(bundle_root), **overrides})
+    return parser
+
+
+def test_dataset_dir_reads_the_real_layout_without_generating_phantoms(msd: Path, tmp_path: Path) -> None:
+    """--dataset_dir selects the MSD reader; the phantom component is never touched (nothing under bundle_root)."""
+    root = tmp_path / "bundle"
+    parser = parse_train_config(root, dataset_dir=str(msd))
+    train, val = parser.get_parsed_content("train#datalist"), parser.get_parsed_content("validate#datalist")
+    images = sorted(str(p.resolve()) for p in (msd / "imagesTr").glob("*.nii.gz"))
+    assert sorted(c["image"] for c in train + val) == images and len(val) == 1, (train, val)
+    assert not root.exists(), "a phantom data set was generated although --dataset_dir was given"
+
+
+def test_default_data_source_is_the_named_phantom_component(tmp_path: Path) -> None:
+    """Without --dataset_dir the config's `phantom` component generates its folder, and the reader reads it."""
+    root = tmp_path / "bundle"
+    parser = parse_train_config(root)
+    assert parser["phantom"]["_target_"] == "bundlezoo.data.PhantomMSD"
+    train = parser.get_parsed_content("train#datalist")
+    assert len(train) == 4 and all(c["image"].startswith(str(root / "data" / "phantom_Task09_Spleen")) for c in train)
+
+
 def test_other_dataset_dir_without_data_names_the_expected_layout(tmp_path: Path) -> None:
     empty = tmp_path / "my_data"
     empty.mkdir()
+    root = tmp_path / "bundle"
     with pytest.raises(InputDataError) as exc:
-        msd_datalist(empty, split="train", embedded_dir=tmp_path / "bundle" / "data" / "phantom_Task09_Spleen")
+        parse_train_config(root, dataset_dir=str(empty)).get_parsed_content("data_source").datalist("train")
     assert_input_error(exc, empty / "dataset.json", "dataset.json", "imagesTr", "labelsTr")
-    assert not (tmp_path / "bundle").exists(), "no phantom set may be generated for a user-given dataset_dir"
+    assert not root.exists(), "no phantom set may be generated for a user-given dataset_dir"
 
 
 def test_inference_folder_without_images(tmp_path: Path) -> None:
