@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["InputDataError", "check_image_header", "check_nifti_header", "check_affine", "check_array",
-           "check_label_values", "input_error_in_chain", "is_dicom_file", "one_line", "set_debug"]
+           "check_label_values", "is_dicom_file", "one_line", "one_line_error_in_chain", "OneLineError",
+           "set_debug"]
 
 #: Environment variable that, set to 1, makes a run that dies of bad input print the full traceback as well.
 DEBUG_ENV = "BUNDLEZOO_DEBUG"
@@ -36,27 +37,34 @@ def debug_enabled() -> bool:
     return _debug or os.environ.get(DEBUG_ENV, "") not in ("", "0")
 
 
-class InputDataError(ValueError):
-    """Raised for unusable input data; the message is one line: ``<path>: <what is wrong>``.
+class OneLineError(Exception):
+    """An error whose one-line message is all a user needs: a process that dies of one prints just that line.
 
     MONAI wraps errors raised inside transforms and component construction in several layers of ``RuntimeError``,
-    so the useful line ends up in the middle of a long traceback. Creating an ``InputDataError`` therefore installs
-    (once) an exception hook that, when the process dies of an exception whose chain holds one, prints that one
-    line instead of the traceback (the traceback too when :func:`debug_enabled`).
+    so the useful line ends up in the middle of a long traceback. Creating a ``OneLineError`` therefore installs
+    (once) an exception hook that, when the process dies of an exception whose chain holds one, prints
+    ``<ErrorClass>: <message>`` instead of the traceback (the traceback too when :func:`debug_enabled`).
     """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(one_line(message, limit=1000))
+        _install_excepthook()
+
+
+class InputDataError(OneLineError, ValueError):
+    """Raised for unusable input data; the message is one line: ``<path>: <what is wrong>``."""
 
     def __init__(self, path: str | Path, problem: str) -> None:
         self.path = str(path)
         self.problem = one_line(problem, limit=1000)
         super().__init__(f"{self.path}: {self.problem}")
-        _install_excepthook()
 
 
-def input_error_in_chain(exc: BaseException | None) -> InputDataError | None:
-    """The first :class:`InputDataError` in ``exc``'s chain of causes and contexts, or None."""
+def one_line_error_in_chain(exc: BaseException | None, kind: type[OneLineError] = OneLineError) -> OneLineError | None:
+    """The first ``kind`` error (a :class:`OneLineError` by default) in ``exc``'s causes and contexts, or None."""
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
-        if isinstance(exc, InputDataError):
+        if isinstance(exc, kind):
             return exc
         seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__
@@ -69,11 +77,11 @@ def _install_excepthook() -> None:
     previous = sys.excepthook
 
     def hook(exc_type: type[BaseException], exc: BaseException, tb: object) -> None:
-        found = input_error_in_chain(exc)
+        found = one_line_error_in_chain(exc)
         if found is None or debug_enabled():
             previous(exc_type, exc, tb)
         if found is not None:
-            print(f"InputDataError: {found}", file=sys.stderr, flush=True)
+            print(f"{type(found).__name__}: {found}", file=sys.stderr, flush=True)
             # The process is dying of bad input. Leave now with exit status 1: a normal interpreter shutdown can
             # abort (SIGABRT, "terminate called without an active exception") when the error struck while
             # CacheDataset's worker threads were still inside native code. Everything written so far went through
@@ -120,7 +128,7 @@ def check_nifti_header(path: str | Path, *, max_channels: int = 1) -> tuple[int,
     check_affine(p, img.affine)
     if not p.name.lower().endswith(".gz"):
         # uncompressed: a truncated file is visible from its size (a .gz one only by decompressing it all)
-        needed = int(img.header.get_data_offset()) + math.prod(shape) * img.get_data_dtype().itemsize
+        needed = int(img.dataobj.offset) + math.prod(shape) * img.get_data_dtype().itemsize
         size = p.stat().st_size
         if size < needed:
             raise InputDataError(p, f"truncated: {size} bytes, its header describes {needed}")

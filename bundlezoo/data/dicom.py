@@ -128,31 +128,35 @@ def check_dicom_series(folder: str | os.PathLike) -> tuple[int, int, int]:
     files = sorted(f for f in root.iterdir() if f.is_file() and (f.suffix.lower() == ".dcm" or is_dicom_file(f)))
     if not files:
         raise InputDataError(root, "holds no DICOM files")
-    headers = []
+    headers, slices = [], []
     for f in files:
         try:
-            headers.append(pydicom.dcmread(f, stop_before_pixels=True))
-        except Exception as e:  # pydicom raises several types for bad files
-            raise InputDataError(root, f"{f.name} is not a readable DICOM file ({type(e).__name__}: {one_line(e, 150)})") from e
-    series = {str(h.get("SeriesInstanceUID", "")) for h in headers}
+            h = pydicom.dcmread(f, stop_before_pixels=True)
+            slices.append((str(h.SeriesInstanceUID), int(h.Rows), int(h.Columns), int(h.get("SamplesPerPixel", 1)),
+                           [float(v) for v in h.ImagePositionPatient]))
+            headers.append(h)
+        except Exception as e:  # pydicom raises several types for bad files; a missing tag is AttributeError
+            raise InputDataError(root, f"{f.name} is not a readable DICOM image "
+                                       f"({type(e).__name__}: {one_line(e, 150)})") from e
+    series = {s[0] for s in slices}
     if len(series) > 1:
         raise InputDataError(root, f"holds {len(series)} DICOM series; put each series in its own folder")
     if len(headers) < 2:
         raise InputDataError(root, f"holds {len(headers)} slice; a 3D series needs at least 2")
+    samples = {s[3] for s in slices}
+    sizes = {(s[1], s[2]) for s in slices}
     try:
-        samples = {int(h.get("SamplesPerPixel", 1)) for h in headers}
-        sizes = {(int(h.Rows), int(h.Columns)) for h in headers}
+        positions = np.array([s[4] for s in slices])
         orientation = np.array([float(v) for v in headers[0].ImageOrientationPatient])
         pixel_spacing = np.array([float(v) for v in headers[0].PixelSpacing])
-        positions = np.array([[float(v) for v in h.ImagePositionPatient] for h in headers])
     except (AttributeError, TypeError, ValueError) as e:
         raise InputDataError(root, f"lacks the geometry tags of a CT series ({type(e).__name__}: {one_line(e, 150)})") from e
     if samples != {1}:
         raise InputDataError(root, f"expected a single-channel series, got {sorted(samples)} samples per pixel")
     if len(sizes) > 1:
         raise InputDataError(root, f"slices differ in size: {sorted(sizes)}")
-    if orientation.shape != (6,) or pixel_spacing.shape != (2,):
-        raise InputDataError(root, "ImageOrientationPatient needs 6 values and PixelSpacing 2")
+    if orientation.shape != (6,) or pixel_spacing.shape != (2,) or positions.shape[1:] != (3,):
+        raise InputDataError(root, "ImageOrientationPatient needs 6 values, PixelSpacing 2, ImagePositionPatient 3")
     row, col = orientation[:3], orientation[3:]
     normal = np.cross(row, col)
     order = np.argsort(positions @ normal) if np.isfinite(normal).all() else np.arange(len(positions))

@@ -21,10 +21,12 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from .checks import OneLineError
+
 __all__ = ["FolderLock", "LockedError", "remove_stale_partials"]
 
 
-class LockedError(RuntimeError):
+class LockedError(OneLineError, RuntimeError):
     """Another live process holds the lock; the message is one line naming the folder and the holder."""
 
 

@@ -13,9 +13,10 @@ import torch
 from monai.data import decollate_batch, list_data_collate
 from monai.data.utils import create_file_basename
 
-from bundlezoo.data.checks import InputDataError, check_image_header, input_error_in_chain, one_line, set_debug
+from bundlezoo.data.checks import (InputDataError, OneLineError, check_image_header, one_line,
+                                   one_line_error_in_chain, set_debug)
 from bundlezoo.data.io import atomic_write_json
-from bundlezoo.data.locks import FolderLock, LockedError
+from bundlezoo.data.locks import FolderLock
 
 __all__ = ["BatchInference", "FAILURES_FILE"]
 
@@ -108,7 +109,7 @@ class BatchInference:
         try:
             with FolderLock(self.output_dir, wait=0, purpose="inference output"):
                 summary = self._run()
-        except (InputDataError, LockedError) as e:  # nothing can be segmented: one line, no traceback
+        except OneLineError as e:  # nothing can be segmented (weights, output folder): one line, no traceback
             if self.debug:
                 traceback.print_exc()
             print(f"{type(e).__name__}: {e}", file=sys.stderr, flush=True)
@@ -125,7 +126,7 @@ class BatchInference:
 
         def fail(index: int, err: BaseException) -> None:
             path = str(items[index][self.image_key])
-            found = input_error_in_chain(err)
+            found = one_line_error_in_chain(err, InputDataError)
             if found is not None:
                 line, problem = f"InputDataError: {found}", found.problem
             else:
