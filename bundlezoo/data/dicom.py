@@ -1,4 +1,4 @@
-"""Write a HU volume as a DICOM CT series (one file per slice) so that DICOM inputs can be tested.
+"""DICOM CT series: check a series folder's headers before reading it, and write a HU volume as a series (tests).
 
 The geometry follows DICOM's patient coordinate system (LPS+): ImageOrientationPatient holds the direction cosines
 of the rows and columns, ImagePositionPatient the centre of the first pixel of each slice, PixelSpacing the
@@ -15,9 +15,10 @@ import pathlib
 import numpy as np
 from nibabel.orientations import apply_orientation, axcodes2ornt, io_orientation, ornt_transform, inv_ornt_aff
 
+from .checks import InputDataError, check_affine, is_dicom_file, one_line
 from .io import atomic_write_bytes
 
-__all__ = ["write_dicom_series"]
+__all__ = ["check_dicom_series", "write_dicom_series"]
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 _RAS2LPS = np.diag([-1.0, -1.0, 1.0])
@@ -108,3 +109,65 @@ def write_dicom_series(image_hu: np.ndarray, affine: np.ndarray, out_dir: str | 
             pydicom.dcmwrite(buf, ds, write_like_original=False)
         atomic_write_bytes(out / f"IM_{k + 1:04d}.dcm", buf.getvalue())
     return out
+
+
+def check_dicom_series(folder: str | os.PathLike) -> tuple[int, int, int]:
+    """Check the headers of the DICOM series in ``folder`` (pixel data are not read) and return its shape.
+
+    One readable series (a folder with two series would be read as one of them, silently), one sample per pixel,
+    at least two slices of one size, and a geometry from ImageOrientationPatient, PixelSpacing and the slice
+    positions that is finite, with spacing > 0 and distinct slice positions. Non-DICOM files (a DICOMDIR, notes)
+    are ignored, as DICOM readers do.
+
+    Raises:
+        InputDataError: naming the folder (and the file, where one file is the problem).
+    """
+    import pydicom
+
+    root = pathlib.Path(folder)
+    files = sorted(f for f in root.iterdir() if f.is_file() and (f.suffix.lower() == ".dcm" or is_dicom_file(f)))
+    if not files:
+        raise InputDataError(root, "holds no DICOM files")
+    headers, slices = [], []
+    for f in files:
+        try:
+            h = pydicom.dcmread(f, stop_before_pixels=True)
+            slices.append((str(h.SeriesInstanceUID), int(h.Rows), int(h.Columns), int(h.get("SamplesPerPixel", 1)),
+                           [float(v) for v in h.ImagePositionPatient]))
+            headers.append(h)
+        except Exception as e:  # pydicom raises several types for bad files; a missing tag is AttributeError
+            raise InputDataError(root, f"{f.name} is not a readable DICOM image "
+                                       f"({type(e).__name__}: {one_line(e, 150)})") from e
+    series = {s[0] for s in slices}
+    if len(series) > 1:
+        raise InputDataError(root, f"holds {len(series)} DICOM series; put each series in its own folder")
+    if len(headers) < 2:
+        raise InputDataError(root, f"holds {len(headers)} slice; a 3D series needs at least 2")
+    samples = {s[3] for s in slices}
+    sizes = {(s[1], s[2]) for s in slices}
+    try:
+        positions = np.array([s[4] for s in slices])
+        orientation = np.array([float(v) for v in headers[0].ImageOrientationPatient])
+        pixel_spacing = np.array([float(v) for v in headers[0].PixelSpacing])
+    except (AttributeError, TypeError, ValueError) as e:
+        raise InputDataError(root, f"lacks the geometry tags of a CT series ({type(e).__name__}: {one_line(e, 150)})") from e
+    if samples != {1}:
+        raise InputDataError(root, f"expected a single-channel series, got {sorted(samples)} samples per pixel")
+    if len(sizes) > 1:
+        raise InputDataError(root, f"slices differ in size: {sorted(sizes)}")
+    if orientation.shape != (6,) or pixel_spacing.shape != (2,) or positions.shape[1:] != (3,):
+        raise InputDataError(root, "ImageOrientationPatient needs 6 values, PixelSpacing 2, ImagePositionPatient 3")
+    row, col = orientation[:3], orientation[3:]
+    normal = np.cross(row, col)
+    order = np.argsort(positions @ normal) if np.isfinite(normal).all() else np.arange(len(positions))
+    steps = np.diff((positions @ normal)[order]) if np.isfinite(normal).all() else np.array([np.nan])
+    if np.isfinite(steps).all() and (np.abs(steps) < 1e-6).any():
+        raise InputDataError(root, "two slices share one position (slice spacing 0)")
+    affine = np.eye(4)
+    affine[:3, 0] = row * pixel_spacing[1]
+    affine[:3, 1] = col * pixel_spacing[0]
+    affine[:3, 2] = positions[order[-1]] - positions[order[0]]
+    affine[:3, 3] = positions[order[0]]
+    check_affine(root, affine)
+    rows, cols = sizes.pop()
+    return cols, rows, len(headers)

@@ -3,40 +3,63 @@ half-written file under the final name)."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
 import pathlib
 import tempfile
+from collections.abc import Iterator
+from typing import Any
 
 import nibabel as nib
 import numpy as np
 
-__all__ = ["atomic_write_bytes", "atomic_write_json", "nifti_bytes", "save_nifti"]
+__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "nifti_bytes", "save_nifti"]
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[pathlib.Path]:
+    """Yield a temporary path beside ``path`` to write to; on success it is synced and renamed to ``path``.
+
+    The temporary name is hidden (``.partial-<random>-<name>``) and keeps the full name, so writers that choose a
+    format from the suffix (``.nii.gz``) still do. On an exception it is removed and ``path`` is left as it was.
+
+    Example::
+
+        with atomic_path(out / "case_seg.nii.gz") as tmp:
+            nib.save(img, tmp)
+    """
+    final = pathlib.Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=".partial-", suffix=f"-{final.name}", dir=final.parent)
+    os.close(fd)
+    tmp = pathlib.Path(name)
+    try:
+        yield tmp
+        with open(tmp, "rb") as f:  # the data must be on disk before the rename makes them visible
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> pathlib.Path:
-    """Write ``data`` to ``path`` atomically; the temporary file is a hidden ``.name.*.tmp`` in the same folder."""
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_path`)."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return pathlib.Path(path)
 
 
-def atomic_write_json(path: str | os.PathLike, obj) -> pathlib.Path:
+def atomic_write_text(path: str | os.PathLike, text: str) -> pathlib.Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    return atomic_write_bytes(path, text.encode())
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> pathlib.Path:
     """Write ``obj`` as indented JSON (4 spaces, stable key order as given) atomically."""
-    return atomic_write_bytes(path, (json.dumps(obj, indent=4) + "\n").encode())
+    return atomic_write_text(path, json.dumps(obj, indent=4) + "\n")
 
 
 def nifti_bytes(array: np.ndarray, affine: np.ndarray) -> bytes:

@@ -1,4 +1,7 @@
-"""Medical Segmentation Decathlon (MSD) task folders: datalists, seeded splits and the embedded phantom default.
+"""Medical Segmentation Decathlon (MSD) task folders: the reader, seeded splits and the embedded phantom default.
+
+Both are data-source components a config names: :class:`MSDFolder` reads a folder, :class:`PhantomMSD` makes the
+embedded one. Reading never generates anything.
 
 A real MSD download (e.g. ``Task09_Spleen``) and the phantom folders written by :mod:`bundlezoo.data.layouts` share one
 layout, so a bundle reads both with this module:
@@ -13,14 +16,13 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from .checks import InputDataError, check_nifti_header, check_same_shape
+from .generate import generate_once
 
-__all__ = ["MSD_LAYOUT", "msd_datalist", "split_cases", "ensure_phantom_msd"]
+__all__ = ["MSD_LAYOUT", "MSDFolder", "PhantomMSD", "msd_datalist", "split_cases"]
 
 MSD_LAYOUT = (
     "an MSD task folder: dataset.json with a 'training' list of {'image': './imagesTr/<case>.nii.gz', "
@@ -46,35 +48,75 @@ def split_cases(cases: list[dict[str, Any]], *, val_fraction: float, seed: int) 
     return train, val
 
 
-def ensure_phantom_msd(dataset_dir: str | Path, *, n: int, seed: int, resolution: str = "scan") -> Path:
-    """Generate the embedded phantom MSD spleen data set at ``dataset_dir`` unless it is already there.
+class MSDFolder:
+    """An MSD task folder that already exists (a real download, or any folder in its layout); it is only read.
 
-    The data set is written to a temporary sibling folder and renamed into place, so an interrupted generation
-    never leaves a folder that looks complete. Under ``torch.distributed`` only rank 0 generates; the others wait.
+    The training and validation datalists of a bundle come from one such component, so both read one source with
+    one split.
+
+    Args:
+        dataset_dir: the task folder (``dataset.json``, ``imagesTr/``, ``labelsTr/``).
+        val_fraction: fraction of the labelled cases held out for validation.
+        seed: seed of the train/validation split.
+        check_files: check every listed file's header (see :func:`msd_datalist`).
+
+    Example::
+
+        "data_source": {"_target_": "bundlezoo.data.MSDFolder", "dataset_dir": "@dataset_dir", "seed": "@seed"},
+        "train": {"datalist": "$@data_source.datalist('train')", ...}
     """
-    target = Path(dataset_dir)
-    if (target / "dataset.json").is_file():
-        return target
-    dist = _dist()
-    if dist is None or dist.get_rank() == 0:
+
+    def __init__(self, dataset_dir: str | os.PathLike, *, val_fraction: float = 0.25, seed: int = 0,
+                 check_files: bool = True) -> None:
+        self.dataset_dir = Path(dataset_dir).expanduser()
+        self.val_fraction = val_fraction
+        self.seed = seed
+        self.check_files = check_files
+
+    def datalist(self, split: str = "train") -> list[dict[str, str]]:
+        """The cases of ``split`` (``"train"``, ``"validation"`` or ``"all"``); see :func:`msd_datalist`."""
+        return msd_datalist(self.dataset_dir, split=split, val_fraction=self.val_fraction, seed=self.seed,
+                            check_files=self.check_files)
+
+
+class PhantomMSD:
+    """The embedded default data set: seeded synthetic phantoms in the MSD Task09_Spleen layout, generated on first use.
+
+    A config names it explicitly and takes the folder from it, so a ``--dataset_dir`` given on the command line
+    replaces the whole expression and nothing is generated::
+
+        "phantom": {"_target_": "bundlezoo.data.PhantomMSD", "dataset_dir": "$@bundle_root + '/data/phantom'",
+                    "n": 32, "seed": 0, "resolution": "scan"},
+        "dataset_dir": "$@phantom.prepare()"
+
+    Generation is locked and atomic (:func:`~bundlezoo.data.generate.generate_once`): a second run waits for the
+    first, partial folders of interrupted runs are removed, and the folder appears only when complete.
+
+    Args:
+        dataset_dir: where the data set lives (generated there when it holds no ``dataset.json``).
+        n: number of labelled cases.
+        seed: data-set seed (case seeds derive from it).
+        resolution: phantom grid (``"scan"``, ``"fast"``, ``"tiny"``).
+        wait: seconds to wait for another run generating the same folder (``None``: as long as it takes; 0: refuse).
+    """
+
+    def __init__(self, dataset_dir: str | os.PathLike, *, n: int = 32, seed: int = 0, resolution: str = "scan",
+                 wait: float | None = None) -> None:
+        self.dataset_dir = Path(dataset_dir).expanduser()
+        self.n = int(n)
+        self.seed = int(seed)
+        self.resolution = resolution
+        self.wait = wait
+
+    def prepare(self) -> str:
+        """Generate the data set unless it is complete already; returns its folder."""
         from .layouts import write_msd_spleen  # deferred: the phantom engine is only needed here
 
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
-        try:
-            print(f"Generating the embedded synthetic phantom data set ({n} cases, seed {seed}) in {target}")
-            write_msd_spleen(tmp, n_train=n, n_test=0, seed=seed, resolution=resolution)
-            try:
-                os.replace(tmp, target)
-            except OSError:  # another process finished first (target exists and is non-empty)
-                if not (target / "dataset.json").is_file():
-                    raise
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
-    if dist is not None:
-        dist.barrier()
-    return target
+        def write(folder: Path) -> None:
+            write_msd_spleen(folder, n_train=self.n, n_test=0, seed=self.seed, resolution=self.resolution)
+
+        what = f"synthetic phantom data set ({self.n} cases, seed {self.seed})"
+        return str(generate_once(self.dataset_dir, write, marker="dataset.json", description=what, wait=self.wait))
 
 
 def msd_datalist(
@@ -83,10 +125,6 @@ def msd_datalist(
     split: str = "train",
     val_fraction: float = 0.25,
     seed: int = 0,
-    embedded_dir: str | Path | None = None,
-    phantom_n: int = 32,
-    phantom_seed: int = 0,
-    phantom_resolution: str = "scan",
     check_files: bool = True,
 ) -> list[dict[str, str]]:
     """Return the cases of one split of an MSD task folder as ``[{"image": path, "label": path}, ...]``.
@@ -96,17 +134,12 @@ def msd_datalist(
         split: ``"train"``, ``"validation"`` or ``"all"`` (every labelled case).
         val_fraction: fraction of the labelled cases held out for validation.
         seed: seed of the train/validation split.
-        embedded_dir: the bundle's default data location. When ``dataset_dir`` is this folder and holds no data
-            set, the synthetic phantom data set is generated there first; any other empty ``dataset_dir`` is an error.
-        phantom_n, phantom_seed, phantom_resolution: size, seed and grid of the embedded phantom data set.
         check_files: check every listed file's header (exists, is NIfTI, one channel, image and label shapes agree).
 
     Raises:
         InputDataError: with the offending path and the problem on one line.
     """
     root = Path(dataset_dir).expanduser()
-    if embedded_dir is not None and _same_path(root, Path(embedded_dir)):
-        ensure_phantom_msd(root, n=phantom_n, seed=phantom_seed, resolution=phantom_resolution)
     manifest = root / "dataset.json"
     if not manifest.is_file():
         raise InputDataError(manifest, f"not found; dataset_dir must be {MSD_LAYOUT}")
@@ -140,16 +173,3 @@ def msd_datalist(
             label_shape = check_nifti_header(case["label"])
             check_same_shape(case["image"], image_shape, case["label"], label_shape)
     return chosen
-
-
-def _same_path(a: Path, b: Path) -> bool:
-    return os.path.abspath(a.expanduser()) == os.path.abspath(b.expanduser())
-
-
-def _dist() -> Any:
-    """The ``torch.distributed`` module when a process group is running, else None."""
-    try:
-        import torch.distributed as dist
-    except ImportError:  # pragma: no cover - torch is a hard dependency
-        return None
-    return dist if dist.is_available() and dist.is_initialized() else None

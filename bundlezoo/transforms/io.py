@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Hashable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from monai.data import NibabelWriter
 from monai.transforms import LoadImaged, MapTransform
 
-from bundlezoo.data.checks import InputDataError, check_array, check_label_values
+from bundlezoo.data.checks import InputDataError, check_array, check_label_values, one_line
+from bundlezoo.data.io import atomic_path
 
 __all__ = ["CheckedLoadImaged", "AtomicNibabelWriter", "LoadOriginald"]
 
@@ -53,7 +52,7 @@ class CheckedLoadImaged(LoadImaged):
             raise
         except Exception as e:  # report the first source that fails, alone, so the message names the right file
             bad = self._first_unreadable(sources)
-            raise InputDataError(bad, f"cannot be read ({type(e).__name__}: {_one_line(e)})") from e
+            raise InputDataError(bad, f"cannot be read ({type(e).__name__}: {one_line(e)})") from e
         shapes: dict[str, tuple[int, ...]] = {}
         for key, src in sources.items():
             if key not in out:
@@ -122,17 +121,5 @@ class AtomicNibabelWriter(NibabelWriter):
     """
 
     def write(self, filename: str | os.PathLike, verbose: bool = False, **obj_kwargs: Any) -> None:
-        final = Path(filename)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        # keep the suffix so nibabel still picks .nii.gz compression from the name
-        tmp = final.with_name(f".partial-{uuid.uuid4().hex[:8]}-{final.name}")
-        try:
+        with atomic_path(filename) as tmp:
             super().write(tmp, verbose=verbose, **obj_kwargs)
-            os.replace(tmp, final)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
-
-
-def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split())[:300]

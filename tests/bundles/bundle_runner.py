@@ -25,6 +25,8 @@ SPLEEN_CONFIGS = SPLEEN / "configs"
 SMOKE_OVERRIDE = Path(__file__).resolve().parent / "configs" / "spleen_fast_train_smoke.json"
 SMOKE_CASES = 6  # the seeded split (val_fraction 0.25) gives 4 training and 2 validation cases
 INPUT_ERROR = "InputDataError: "
+#: inference.json overrides matching the smoke override's grid and crop sizes (its defaults are the full recipe's)
+INFER_OVERRIDES = {"pixdim": [6.0, 6.0, 6.0], "roi_size": [64, 64, 64], "sw_batch_size": 1, "num_threads": 1}
 
 
 def _cfg_list(configs: Sequence[str | Path]) -> str:

@@ -8,6 +8,7 @@ Bad-input tests live in ``test_spleen_fast_train_inputs.py``.
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import torch
 from scipy import ndimage
 
 from bundle_runner import (
+    INFER_OVERRIDES,
     SPLEEN_CONFIGS,
     BundleRun,
     TrainedBundle,
@@ -30,8 +32,6 @@ from bundle_runner import (
 
 pytestmark = pytest.mark.slow
 
-# the inference config's defaults are the full recipe's; these match the smoke override's grid and crop sizes
-INFER_OVERRIDES = {"pixdim": [6.0, 6.0, 6.0], "roi_size": [64, 64, 64], "sw_batch_size": 1, "num_threads": 1}
 ORIENTATIONS = ["RAS", "LPS", "LAS", "PIR", "SLP"]
 
 
@@ -164,7 +164,8 @@ def test_inference_keeps_each_input_in_its_own_space(nifti_inference: tuple[Path
     inputs, outputs, run = nifti_inference
     assert_ok(run)
     expected = sorted(f"{case_name(p)}_seg.nii.gz" for p in inputs.iterdir())
-    assert list_files(outputs) == expected, list_files(outputs)
+    assert list_files(outputs) == sorted([*expected, "failures.json"]), list_files(outputs)
+    assert json.loads((outputs / "failures.json").read_text()) == []
 
     for src in sorted(inputs.iterdir()):  # the orientation variants and the validation images (engine orientations)
         img, seg = nib.load(src), nib.load(outputs / f"{case_name(src)}_seg.nii.gz")
@@ -240,7 +241,7 @@ def test_inference_on_a_dicom_series_folder(trained_spleen: TrainedBundle, tmp_p
                      overrides={"dataset_dir": str(series), "output_dir": str(outputs), **INFER_OVERRIDES})
     assert_ok(run)
 
-    written = list_files(outputs)
+    written = [f for f in list_files(outputs) if f != "failures.json"]
     assert len(written) == 1 and written[0].endswith(".nii.gz"), written
     seg = nib.load(outputs / written[0])
     # the writer stores the volume in L, P, S voxel order (rows along L, columns along P, slices along S), so the

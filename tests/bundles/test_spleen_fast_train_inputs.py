@@ -1,8 +1,9 @@
-"""Bad input to spleen-fast-train: each case must fail at once with one line ``<path>: <problem>`` naming the file.
+"""Bad input to spleen-fast-train: each case is one line ``<path>: <problem>`` naming the file.
 
-Most cases call the bundle's own input checks directly (the datalist and the loader exactly as ``train.json``
-configures them), which is fast; three go through the real bundle runner, where the line must reach stderr, the
-process must exit non-zero and nothing half-written may be left in the model or output folders.
+Most cases call the bundle's own input checks directly (the data source and the loader exactly as ``train.json``
+configures them), which is fast. The rest go through the real bundle runner: training on bad data must stop with the
+line on stderr, exit status 1 and nothing half-written in the model folder; inference must report each bad input on
+one line, list it in ``failures.json``, still segment the good ones, and exit with status 1.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import numpy as np
 import pytest
 import torch
 
-from bundle_runner import SPLEEN_CONFIGS, list_files, run_bundle, train_configs, write_msd_spleen_small
+from bundle_runner import (INFER_OVERRIDES, SMOKE_OVERRIDE, SPLEEN_CONFIGS, list_files, run_bundle, train_configs,
+                           write_msd_spleen_small)
 from bundlezoo.data.checks import InputDataError
 from bundlezoo.data.inputs import image_datalist
 from bundlezoo.data.msd import msd_datalist
@@ -164,13 +166,43 @@ def test_empty_data_set(msd: Path) -> None:
     assert_input_error(exc, msd / "dataset.json", "empty")
 
 
+def parse_train_config(bundle_root: Path, **overrides: Any) -> Any:
+    """train.json (+ the smoke override) as the bundle runner parses it, with command-line style overrides."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config([str(SPLEEN_CONFIGS / "train.json"), str(SMOKE_OVERRIDE)])
+    parser.update({"bundle_root": str(bundle_root), **overrides})
+    return parser
+
+
+def test_dataset_dir_reads_the_real_layout_without_generating_phantoms(msd: Path, tmp_path: Path) -> None:
+    """--dataset_dir selects the MSD reader; the phantom component is never touched (nothing under bundle_root)."""
+    root = tmp_path / "bundle"
+    parser = parse_train_config(root, dataset_dir=str(msd))
+    train, val = parser.get_parsed_content("train#datalist"), parser.get_parsed_content("validate#datalist")
+    images = sorted(str(p.resolve()) for p in (msd / "imagesTr").glob("*.nii.gz"))
+    assert sorted(c["image"] for c in train + val) == images and len(val) == 1, (train, val)
+    assert not root.exists(), "a phantom data set was generated although --dataset_dir was given"
+
+
+def test_default_data_source_is_the_named_phantom_component(tmp_path: Path) -> None:
+    """Without --dataset_dir the config's `phantom` component generates its folder, and the reader reads it."""
+    root = tmp_path / "bundle"
+    parser = parse_train_config(root)
+    assert parser["phantom"]["_target_"] == "bundlezoo.data.PhantomMSD"
+    train = parser.get_parsed_content("train#datalist")
+    assert len(train) == 4 and all(c["image"].startswith(str(root / "data" / "phantom_Task09_Spleen")) for c in train)
+
+
 def test_other_dataset_dir_without_data_names_the_expected_layout(tmp_path: Path) -> None:
     empty = tmp_path / "my_data"
     empty.mkdir()
+    root = tmp_path / "bundle"
     with pytest.raises(InputDataError) as exc:
-        msd_datalist(empty, split="train", embedded_dir=tmp_path / "bundle" / "data" / "phantom_Task09_Spleen")
+        parse_train_config(root, dataset_dir=str(empty)).get_parsed_content("data_source").datalist("train")
     assert_input_error(exc, empty / "dataset.json", "dataset.json", "imagesTr", "labelsTr")
-    assert not (tmp_path / "bundle").exists(), "no phantom set may be generated for a user-given dataset_dir"
+    assert not root.exists(), "no phantom set may be generated for a user-given dataset_dir"
 
 
 def test_inference_folder_without_images(tmp_path: Path) -> None:
@@ -206,7 +238,107 @@ def test_training_on_bad_data_fails_cleanly(msd: Path, tmp_path: Path, breakage:
     run = run_bundle(train_configs(), bundle_root=root, overrides={"dataset_dir": str(msd)})
     assert_fails_naming(run, bad, *words)
     assert list_files(root / "models") == [], "training on bad data left files in models/"
+    assert not (root / "data").exists(), "a phantom set was generated although --dataset_dir was given"
     assert list_files(msd) == before, "the data set folder was modified"
+
+
+def bundle_with_model(root: Path) -> Path:
+    """A bundle_root whose models/model.pt holds the network's (untrained) weights: enough to run inference."""
+    (root / "models").mkdir(parents=True)
+    torch.save({"model": bundle_network().state_dict()}, root / "models" / "model.pt")
+    return root
+
+
+def run_inference(root: Path, inputs: Path, out: Path, **overrides: Any) -> Any:
+    return run_bundle([SPLEEN_CONFIGS / "inference.json"], bundle_root=root,
+                      overrides={"dataset_dir": str(inputs), "output_dir": str(out), **INFER_OVERRIDES, **overrides})
+
+
+def failures_file(out: Path) -> list[dict[str, str]]:
+    return json.loads((out / "failures.json").read_text())
+
+
+def assert_batch_failed(run: Any, failed: list[Path]) -> None:
+    """Exit status 1, one InputDataError line per failed input (each naming it), no traceback by default."""
+    assert run.returncode == 1, run.describe()
+    lines = run.input_error_lines()
+    assert sorted(line.split(": ", 1)[0] for line in lines) == sorted(str(p.resolve()) for p in failed), lines
+    assert "Traceback" not in run.stderr, run.describe()
+
+
+def degenerate_affine(src: Path, dst: Path) -> Path:
+    img = nib.load(src)
+    affine = img.affine.copy()
+    affine[:3, 1] = 0.0  # a zero column: the probe's "Orientationd: Unable to find out axis"
+    img.set_sform(affine, code=1)  # the sform wins over the (still valid) qform, in nibabel and in MONAI
+    nib.save(img, dst)
+    return dst
+
+
+@pytest.mark.slow
+def test_batch_inference_keeps_going_past_a_bad_file(good_msd: Path, tmp_path: Path) -> None:
+    """Good, truncated, good: both good inputs are segmented, the truncated one is one line and one failures entry."""
+    images = sorted((good_msd / "imagesTr").glob("*.nii.gz"))
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    shutil.copy(images[0], inputs / "a_good.nii.gz")
+    _truncated(shutil.copy(images[1], inputs / "b_truncated.nii.gz"), Path())
+    shutil.copy(images[2], inputs / "c_good.nii.gz")
+    run = run_inference(bundle_with_model(tmp_path / "bundle"), inputs, out)
+    assert_batch_failed(run, [inputs / "b_truncated.nii.gz"])
+    assert list_files(out) == ["a_good_seg.nii.gz", "c_good_seg.nii.gz", "failures.json"], run.describe()
+    assert [f["input"] for f in failures_file(out)] == [str((inputs / "b_truncated.nii.gz").resolve())]
+    for name in ("a_good", "c_good"):  # in the input's own space
+        seg, src = nib.load(out / f"{name}_seg.nii.gz"), nib.load(inputs / f"{name}.nii.gz")
+        assert seg.shape == src.shape and np.allclose(seg.affine, src.affine, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_header_problems_are_found_before_any_compute(good_msd: Path, tmp_path: Path) -> None:
+    """A degenerate affine and two inputs that would share one output name: one line each, no model even loaded."""
+    images = sorted((good_msd / "imagesTr").glob("*.nii.gz"))
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    degenerate_affine(images[0], inputs / "flat.nii.gz")
+    shutil.copy(images[1], inputs / "case.nii.gz")
+    (inputs / "case.nii").write_bytes(gzip.decompress(images[2].read_bytes()))
+    root = tmp_path / "bundle"
+    root.mkdir()  # no models/model.pt: were it needed, the run would fail on it instead
+    run = run_inference(root, inputs, out)
+    assert_batch_failed(run, [inputs / "flat.nii.gz", inputs / "case.nii", inputs / "case.nii.gz"])
+    lines = run.input_error_lines()
+    assert any("flat.nii.gz: affine" in line and "spacing 0" in line for line in lines), lines
+    assert sum("same name (case_seg)" in line for line in lines) == 2, lines
+    assert list_files(out) == ["failures.json"] and len(failures_file(out)) == 3
+
+
+@pytest.mark.slow
+def test_a_bad_model_file_is_named(good_msd: Path, tmp_path: Path) -> None:
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    shutil.copy(sorted((good_msd / "imagesTr").glob("*.nii.gz"))[0], inputs / "a.nii.gz")
+    root = bundle_with_model(tmp_path / "bundle")
+    model = root / "models" / "model.pt"
+    model.write_bytes(model.read_bytes()[:1000])
+    run = run_inference(root, inputs, out)
+    assert run.returncode == 1, run.describe()
+    assert [line.split(": ", 1)[0] for line in run.input_error_lines()] == [str(model)], run.describe()
+    assert "Traceback" not in run.stderr, run.describe()
+    assert list_files(out) == []
+
+
+@pytest.mark.slow
+def test_an_output_folder_in_use_is_refused(good_msd: Path, tmp_path: Path) -> None:
+    from bundlezoo.data.locks import FolderLock
+
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    shutil.copy(sorted((good_msd / "imagesTr").glob("*.nii.gz"))[0], inputs / "a.nii.gz")
+    with FolderLock(out):  # this test process is the other run
+        run = run_inference(bundle_with_model(tmp_path / "bundle"), inputs, out)
+    assert run.returncode == 1, run.describe()
+    assert run.stderr.strip().splitlines()[-1].startswith(f"LockedError: {out}: in use by another run (pid "), run.describe()
+    assert "Traceback" not in run.stderr and list_files(out) == [], run.describe()
 
 
 @pytest.mark.slow
@@ -216,10 +348,6 @@ def test_inference_on_an_unreadable_dicom_folder_fails_cleanly(tmp_path: Path) -
     rng = np.random.default_rng(0)
     for k in range(3):
         (series / f"IM{k:04d}.dcm").write_bytes(rng.bytes(2048))
-    root = tmp_path / "bundle"
-    (root / "models").mkdir(parents=True)
-    torch.save({"model": bundle_network().state_dict()}, root / "models" / "model.pt")  # untrained is enough here
-    run = run_bundle([SPLEEN_CONFIGS / "inference.json"], bundle_root=root,
-                     overrides={"dataset_dir": str(series), "output_dir": str(out)})
+    run = run_inference(bundle_with_model(tmp_path / "bundle"), series, out)
     assert_fails_naming(run, series)
-    assert list_files(out) == [], "inference on bad input left files in the output folder"
+    assert list_files(out) == ["failures.json"], "inference on bad input left files in the output folder"

@@ -107,7 +107,7 @@ def test_crash_leaves_incomplete_manifest_and_no_half_files(tmp_path, monkeypatc
     man = json.loads((tmp_path / "x" / PHANTOM_MANIFEST).read_text())
     assert man["complete"] is False
     assert not (tmp_path / "x" / "dataset.json").exists()
-    assert not list((tmp_path / "x").rglob("*.tmp"))
+    assert not list((tmp_path / "x").rglob(".partial-*"))
     monkeypatch.setattr(layouts, "generate_phantom", real)
     out = write_msd_spleen(tmp_path / "x", 3, resolution="tiny", progress=False)  # our folder: resumable
     assert json.loads((out / PHANTOM_MANIFEST).read_text())["complete"] is True
