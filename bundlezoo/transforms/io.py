@@ -12,7 +12,7 @@ import numpy as np
 from monai.data import NibabelWriter
 from monai.transforms import LoadImaged, MapTransform
 
-from bundlezoo.data.checks import InputDataError, check_array, check_label_values
+from ..data.checks import InputDataError, check_array, check_label_values
 
 __all__ = ["CheckedLoadImaged", "AtomicNibabelWriter", "LoadOriginald"]
 

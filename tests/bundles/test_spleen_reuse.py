@@ -7,6 +7,7 @@ keeps them fast on CPU). Numbers are on synthetic phantoms.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import zipfile
@@ -33,6 +34,7 @@ from release_helpers import (
     python_without_repo,
     run_cli,
 )
+from tools.vendoring import vendored_package_name
 
 pytestmark = pytest.mark.slow
 
@@ -73,17 +75,24 @@ def test_release_zip_layout(release: Release) -> None:
         large = yaml.safe_load(zf.read(f"{NAME}/large_files.yml"))
         members = {n: zf.read(n) for n in (f"{NAME}/models/model.pt", f"{NAME}/models/model.ts")}
     assert {n.split("/")[0] for n in names} == {NAME}
+    pkg = vendored_package_name(NAME, release.version)
     for need in ("LICENSE", "configs/train.json", "configs/inference.json", "configs/metadata.json",
                  "configs/logging.conf", "docs/README.md", "models/model.pt", "models/model.ts",
-                 "bundlezoo/__init__.py", "bundlezoo/transforms/compat.py", "bundlezoo/data/msd.py", "bundlezoo/data/layouts.py"):
+                 f"{pkg}/__init__.py", f"{pkg}/transforms/compat.py", f"{pkg}/data/msd.py", f"{pkg}/data/layouts.py"):
         assert f"{NAME}/{need}" in names, need
-    # only what the configs use: no verifier, no packaging helpers, no run outputs or data
-    assert not [n for n in names if n.endswith(("bundle_checks.py", "bundle_io.py")) or "/data/phantom_" in n
-                or "/eval/" in n or "__pycache__" in n]
+    # the vendored copy has the release's own name, and the configs name only that one
+    assert not [n for n in names if n.startswith(f"{NAME}/bundlezoo/")]
+    with zipfile.ZipFile(release.zip_path) as zf:
+        inference = zf.read(f"{NAME}/configs/inference.json").decode()
+    assert f'"{pkg}.transforms.SafeSpacingd"' in inference and '"bundlezoo.' not in inference
+    # only what the configs use: no verifier, no packaging helpers, no run outputs, data, hidden files or caches
+    assert not [n for n in names if n.endswith(("verifier.py", "vendoring.py")) or "/data/phantom_" in n
+                or "/eval/" in n or "__pycache__" in n or "/." in n]
+    # the published digest matches the zip, in sha256sum format
+    digest = hashlib.sha256(release.zip_path.read_bytes()).hexdigest()
+    assert release.sha256_file.read_text() == f"{digest}  {release.zip_path.name}\n"
     entries = {e["path"]: e for e in large["large_files"]}
     assert set(entries) == {"models/model.pt", "models/model.ts"}
-    import hashlib
-
     for path, e in entries.items():
         assert e["hash_type"] == "sha256"
         assert e["hash_val"] == hashlib.sha256(members[f"{NAME}/{path}"]).hexdigest(), path

@@ -18,16 +18,19 @@ from pathlib import Path
 import pytest
 
 from tools.vendoring import (
+    bundle_files,
     common_closure,
     config_common_names,
     large_file_entries,
+    rename_in_configs,
     vendor_common,
+    vendored_package_name,
+    write_sha256_file,
     write_zip,
 )
 
 REPO = Path(__file__).resolve().parents[2]
 SPLEEN = REPO / "bundles" / "spleen-fast-train"
-PACKAGE = REPO / "tools" / "package.py"
 SCHEMA = Path(os.environ.get("BUNDLE_SCHEMA", REPO.parent / "shared" / "schemas" / "meta_schema_20240725.json"))
 
 
@@ -51,12 +54,14 @@ def test_closure_follows_imports_and_leaves_tools_code_out() -> None:
 
 
 def test_vendored_copy_imports_alone(tmp_path: Path) -> None:
-    """The vendored closure of the spleen configs imports in a fresh interpreter with only that copy on the path."""
+    """The vendored closure of the spleen configs, under its release name, imports in a fresh interpreter with only
+    that copy on the path, and never imports a module called ``bundlezoo``."""
     names = config_common_names(sorted((SPLEEN / "configs").glob("*.json")))
-    vendor_common(names, tmp_path)
-    modules = sorted({n.rsplit(".", 1)[0] for n in names})
+    vendor_common(names, tmp_path, package="bundlezoo_spleen_9_9_9")
+    modules = sorted({"bundlezoo_spleen_9_9_9" + n.rsplit(".", 1)[0][len("bundlezoo"):] for n in names})
     code = ("import sys; sys.path[:] = [p for p in sys.path if p not in ('', %r)]; sys.path.insert(0, %r); "
-            "import importlib; [importlib.import_module(m) for m in %r]; import bundlezoo; print(bundlezoo.__file__)"
+            "import importlib; [importlib.import_module(m) for m in %r]; import bundlezoo_spleen_9_9_9 as b; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'bundlezoo')); print(b.__file__)"
             % (str(REPO), str(tmp_path), modules))
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     # -S: no site-packages processing of the editable finder; MONAI etc. come back through the explicit path
@@ -64,7 +69,7 @@ def test_vendored_copy_imports_alone(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-S", "-c", f"import sys; sys.path.extend({site!r}); {code}"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.strip().splitlines()[-1] == str(tmp_path / "bundlezoo" / "__init__.py")
+    assert proc.stdout.strip().splitlines()[-2:] == ["[]", str(tmp_path / "bundlezoo_spleen_9_9_9" / "__init__.py")]
 
 
 def test_vendor_rejects_unknown_names(tmp_path: Path) -> None:
@@ -72,17 +77,107 @@ def test_vendor_rejects_unknown_names(tmp_path: Path) -> None:
         vendor_common({"bundlezoo.nosuchmodule.Thing"}, tmp_path)
 
 
-def test_zip_is_deterministic_and_atomic(tmp_path: Path) -> None:
+def test_vendor_refuses_absolute_self_import(tmp_path: Path) -> None:
+    """A renamed copy must not import ``bundlezoo`` by name: it would run another copy (or none) of that code."""
+    root = tmp_path / "src" / "bundlezoo"
+    (root / "sub").mkdir(parents=True)
+    (root / "__init__.py").write_text("")
+    (root / "sub" / "__init__.py").write_text("")
+    (root / "sub" / "a.py").write_text("X = 1\n")
+    (root / "sub" / "b.py").write_text("from .a import X\n\n\ndef f():\n    import bundlezoo.sub.a\n    return X\n")
+    with pytest.raises(ValueError, match=r"bundlezoo/sub/b.py:5: imports bundlezoo by its absolute name"):
+        vendor_common({"bundlezoo.sub.b.f"}, tmp_path / "out", root=root, package="bundlezoo_x_1")
+    assert not (tmp_path / "out").exists()
+    (root / "sub" / "b.py").write_text("from .a import X\n\n\ndef f():\n    from . import a\n    return a.X\n")
+    copied = vendor_common({"bundlezoo.sub.b.f"}, tmp_path / "out", root=root, package="bundlezoo_x_1")
+    assert sorted(p.as_posix() for p in copied) == ["bundlezoo_x_1/__init__.py", "bundlezoo_x_1/sub/__init__.py",
+                                                    "bundlezoo_x_1/sub/a.py", "bundlezoo_x_1/sub/b.py"]
+
+
+def test_bundlezoo_imports_itself_relatively(tmp_path: Path) -> None:
+    """Every module of the shared package imports its siblings relatively, so any part of it can be vendored under
+    a release's name (vendor_common refuses an absolute self-import)."""
+    root = REPO / "bundlezoo"
+    modules = sorted(root.rglob("*.py"))
+    names = {".".join(("bundlezoo", *f.relative_to(root).with_suffix("").parts)).removesuffix(".__init__")
+             for f in modules}
+    assert len(vendor_common(names, tmp_path, package="bundlezoo_check")) == len(modules)
+
+
+def test_vendored_package_name() -> None:
+    assert vendored_package_name("spleen-fast-train", "0.4.0") == "bundlezoo_spleen_fast_train_0_4_0"
+    assert vendored_package_name("Lidc.Classify", "1.0.0-rc.1") == "bundlezoo_lidc_classify_1_0_0_rc_1"
+    assert vendored_package_name("x", "1.0").isidentifier()
+
+
+def test_rename_in_configs(tmp_path: Path) -> None:
+    """Every ``bundlezoo.`` name of the staged configs names the vendored package; nothing else in them changes."""
+    shutil.copytree(SPLEEN / "configs", tmp_path / "configs")
+    configs = sorted((tmp_path / "configs").glob("*.json"))
+    before = config_common_names(configs)
+    changed = rename_in_configs(configs, "bundlezoo_spleen_fast_train_0_4_0")
+    assert {p.name for p in changed} == {"train.json", "inference.json", "evaluate.json"}
+    assert config_common_names(configs) == set()
+    for cfg in configs:
+        text = cfg.read_text()
+        assert text.replace("bundlezoo_spleen_fast_train_0_4_0.", "bundlezoo.") == (SPLEEN / "configs" / cfg.name).read_text()
+    assert {n for n in before if n.startswith("bundlezoo.transforms.")} and all(
+        "bundlezoo_spleen_fast_train_0_4_0" + n[len("bundlezoo"):] in (tmp_path / "configs" / "inference.json").read_text()
+        + (tmp_path / "configs" / "train.json").read_text() + (tmp_path / "configs" / "evaluate.json").read_text()
+        for n in before)
+
+
+def test_zip_is_deterministic_atomic_and_lists_only_the_given_files(tmp_path: Path) -> None:
     src = tmp_path / "b"
     (src / "configs").mkdir(parents=True)
     (src / "configs" / "x.json").write_text("{}")
     (src / "LICENSE").write_text("license")
-    a = write_zip(src, tmp_path / "out" / "a.zip", arc_root="b")
+    (src / "left_by_a_run.log").write_text("not listed")
+    files = ["LICENSE", "configs/x.json"]
+    a = write_zip(src, tmp_path / "out" / "a.zip", arc_root="b", files=files)
     os.utime(src / "LICENSE", (1, 1))  # file times must not leak into the zip
-    b = write_zip(src, tmp_path / "out" / "b.zip", arc_root="b")
+    b = write_zip(src, tmp_path / "out" / "b.zip", arc_root="b", files=reversed(files))
     assert a.read_bytes() == b.read_bytes()
     assert zipfile.ZipFile(a).namelist() == ["b/LICENSE", "b/configs/x.json"]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.zip", "b.zip"]  # no partial files
+
+
+def test_sha256_file_is_sha256sum_format(tmp_path: Path) -> None:
+    zip_file = tmp_path / "b_v1.zip"
+    zip_file.write_bytes(b"zip bytes")
+    digest, written = write_sha256_file(zip_file)
+    assert digest == hashlib.sha256(b"zip bytes").hexdigest()
+    assert written == tmp_path / "b_v1.zip.sha256"
+    assert written.read_text() == f"{digest}  b_v1.zip\n"
+    if shutil.which("sha256sum"):
+        check = subprocess.run(["sha256sum", "-c", written.name], cwd=tmp_path, capture_output=True, text=True)
+        assert check.returncode == 0 and "b_v1.zip: OK" in check.stdout, check.stdout + check.stderr
+        zip_file.write_bytes(b"tampered")
+        assert subprocess.run(["sha256sum", "-c", written.name], cwd=tmp_path, capture_output=True).returncode != 0
+
+
+def test_bundle_files_explicit_list(tmp_path: Path) -> None:
+    """Hidden files, caches and compiled Python stay out; a link inside the bundle ships its file's content."""
+    b = tmp_path / "b"
+    (b / "configs" / "__pycache__").mkdir(parents=True)
+    (b / "configs" / "train.json").write_text("{}")
+    (b / "configs" / ".train.json.swp").write_text("editor")
+    (b / "configs" / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"pyc")
+    (b / "docs" / ".secrets").mkdir(parents=True)
+    (b / "docs" / ".secrets" / "key.pem").write_text("key")
+    (b / "docs" / "README.md").write_text("readme")
+    (b / "docs" / "same.md").symlink_to("README.md")
+    (b / "eval").mkdir()
+    (b / "eval" / "metrics.csv").write_text("run output")
+    (b / "LICENSE").write_text("license")
+    shipped, left_out = bundle_files(b, ("LICENSE", "configs", "docs", "scripts"))
+    assert shipped == ["LICENSE", "configs/train.json", "docs/README.md", "docs/same.md"]
+    assert left_out == ["configs/.train.json.swp", "configs/__pycache__", "docs/.secrets"]
+
+    (b / "docs" / "same.md").unlink()
+    (b / "docs" / "same.md").symlink_to(".secrets/key.pem")
+    with pytest.raises(ValueError, match="docs/same.md is a symlink to docs/.secrets/key.pem"):
+        bundle_files(b, ("docs",))
 
 
 def test_large_file_entries(tmp_path: Path) -> None:
@@ -104,9 +199,27 @@ def _bundle_copy(tmp_path: Path, with_model: bool = True) -> Path:
 
 
 def _package(bundle: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    return subprocess.run([sys.executable, str(PACKAGE), str(bundle), "--out", str(out), *extra], cwd=REPO,
+    """``python -m tools.package BUNDLE --out OUT …`` from the repository root, as the usage line says."""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.run([sys.executable, "-m", "tools.package", str(bundle), "--out", str(out), *extra], cwd=REPO,
                           env=env, capture_output=True, text=True, timeout=900)
+
+
+def test_package_refuses_symlink_out_of_the_bundle(tmp_path: Path) -> None:
+    """A link to a file of the packaging machine (here a fake private key) is refused with one line naming it; a
+    dotfile beside it would only be left out, and nothing is written."""
+    secret = tmp_path / "elsewhere" / "server.pem"
+    secret.parent.mkdir()
+    secret.write_text("-----BEGIN PRIVATE KEY-----")
+    bundle = _bundle_copy(tmp_path)
+    (bundle / "docs" / ".env").write_text("TOKEN=not shipped")
+    (bundle / "docs" / "cert.pem").symlink_to(secret)
+    dist = tmp_path / "dist"
+    proc = _package(bundle, dist, "--verify_skip_export", "--verify_skip_schema")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"package: refusing to package spleen-fast-train: docs/cert.pem is a symlink to {secret}, outside the bundle"]
+    assert not dist.exists() or list(dist.iterdir()) == []
 
 
 def test_package_refuses_bundle_without_weights(tmp_path: Path) -> None:
