@@ -9,13 +9,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
+import nibabel as nib
+import numpy as np
 import pytest
+import yaml
 
 from tools.vendoring import (
     bundle_files,
@@ -242,3 +246,131 @@ def test_package_refuses_bundle_failing_verify(tmp_path: Path) -> None:
     assert "refusing to package spleen-fast-train" in proc.stderr
     assert "FAIL  version_in_changelog" in proc.stderr
     assert list(dist.iterdir()) == [], "nothing may be written for a refused bundle"
+
+
+# ------------------------------------------------------------------------------- full packaging (slow: export, verify)
+def _first_usage_line() -> str:
+    """The first command of tools/package.py's documented usage."""
+    doc = (REPO / "tools" / "package.py").read_text()
+    return next(line.strip() for line in doc.splitlines() if line.strip().startswith("python -m tools.package"))
+
+
+def _repo_like(root: Path, version: str | None = None) -> Path:
+    """``root/repo/bundles/spleen-fast-train`` with random weights, and the pinned schema at ``root/shared/…``, laid
+    out as the usage line expects (it runs from the repository root, the schema one folder up)."""
+    import torch
+    from monai.bundle import ConfigParser
+
+    repo = root / "repo"
+    bundle = _bundle_copy(repo / "bundles", with_model=False)
+    parser = ConfigParser()
+    parser.read_config(str(bundle / "configs" / "inference.json"))
+    torch.manual_seed(0)
+    torch.save(parser.get_parsed_content("network_def").state_dict(), bundle / "models" / "model.pt")
+    if version:
+        meta_file = bundle / "configs" / "metadata.json"
+        meta = json.loads(meta_file.read_text())
+        meta["version"] = version
+        meta["changelog"] = {version: "test release", **meta["changelog"]}
+        meta_file.write_text(json.dumps(meta, indent=4) + "\n")
+    (root / "shared" / "schemas").mkdir(parents=True)
+    shutil.copy2(SCHEMA, root / "shared" / "schemas" / SCHEMA.name)
+    return repo
+
+
+@pytest.fixture(scope="module")
+def local_release(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
+    """The first documented usage line, run as written (no --large_files_url, full verification) from a folder laid
+    out like the repository."""
+    if not SCHEMA.is_file():
+        pytest.skip(f"pinned metadata schema not found at {SCHEMA}")
+    repo = _repo_like(tmp_path_factory.mktemp("usage"))
+    line = _first_usage_line()
+    assert line == ("python -m tools.package bundles/spleen-fast-train --out dist "
+                    "--schema ../shared/schemas/meta_schema_20240725.json")
+    proc = subprocess.run([sys.executable, *shlex.split(line)[1:]], cwd=repo, env=dict(os.environ, PYTHONPATH=str(REPO)),
+                          capture_output=True, text=True, timeout=900)
+    return repo, proc
+
+
+@pytest.mark.slow
+def test_first_usage_line_packages_for_local_use(local_release: tuple[Path, subprocess.CompletedProcess]) -> None:
+    """Without --large_files_url the zip carries its weights, lists their sha256 with no url, and its own sha256 is
+    printed and written beside it."""
+    repo, proc = local_release
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    zip_path = repo / "dist" / "spleen-fast-train_v0.4.0.zip"
+    assert sorted(p.name for p in zip_path.parent.iterdir()) == [zip_path.name, f"{zip_path.name}.sha256"]
+    digest = hashlib.sha256(zip_path.read_bytes()).hexdigest()
+    assert (zip_path.parent / f"{zip_path.name}.sha256").read_text() == f"{digest}  {zip_path.name}\n"
+    assert f"sha256 {digest}" in proc.stdout
+    with zipfile.ZipFile(zip_path) as zf:
+        large = yaml.safe_load(zf.read("spleen-fast-train/large_files.yml"))["large_files"]
+        for e in large:
+            assert e["url"] == "" and e["hash_val"] == hashlib.sha256(zf.read(f"spleen-fast-train/{e['path']}")).hexdigest()
+    assert [e["path"] for e in large] == ["models/model.pt", "models/model.ts"]
+
+
+@pytest.mark.slow
+def test_two_releases_in_one_process_each_run_their_own_code(
+        local_release: tuple[Path, subprocess.CompletedProcess], tmp_path: Path) -> None:
+    """Release A (0.4.0, this repository's bundlezoo) and release B (0.4.1, packaged from a checkout whose
+    ``image_datalist`` keeps only the first input) run inference one after the other in ONE Python process, each
+    through its own ``ConfigWorkflow``: A labels both inputs, B one, and each vendored package is loaded from its own
+    bundle. With a shared vendored name, B would run A's already-imported code and label both."""
+    from tools.download import download_bundle
+
+    repo_a, proc = local_release
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    checkout_b = tmp_path / "b"
+    repo_b = _repo_like(checkout_b, version="0.4.1")
+    for pkg in ("bundlezoo", "tools"):
+        shutil.copytree(REPO / pkg, repo_b / pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    inputs_py = repo_b / "bundlezoo" / "data" / "inputs.py"
+    code = inputs_py.read_text()
+    assert "        return [{\"image\": str(p.resolve())} for p in niftis]\n" in code
+    inputs_py.write_text(code.replace("        return [{\"image\": str(p.resolve())} for p in niftis]\n",
+                                      "        return [{\"image\": str(niftis[0].resolve())}]\n"))
+    proc_b = subprocess.run([sys.executable, "-m", "tools.package", "bundles/spleen-fast-train", "--out", "dist",
+                             "--schema", "../shared/schemas/meta_schema_20240725.json", "--verify_skip_export"],
+                            cwd=repo_b, env=dict(os.environ, PYTHONPATH=str(repo_b)), capture_output=True, text=True,
+                            timeout=900)
+    assert proc_b.returncode == 0, proc_b.stdout[-3000:] + proc_b.stderr[-3000:]
+
+    user = tmp_path / "user"
+    roots = {}
+    for tag, zip_path in (("a", repo_a / "dist" / "spleen-fast-train_v0.4.0.zip"),
+                          ("b", repo_b / "dist" / "spleen-fast-train_v0.4.1.zip")):
+        digest = zip_path.with_name(f"{zip_path.name}.sha256").read_text().split()[0]
+        roots[tag] = str(download_bundle(zip_path.as_uri(), digest, "spleen-fast-train", str(user / tag)))
+    cts = user / "cts"
+    cts.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("case_a.nii.gz", "case_b.nii.gz"):
+        nib.save(nib.Nifti1Image(rng.normal(0, 100, (40, 40, 40)).astype(np.float32), np.diag([2.0, 2.0, 2.0, 1.0])),
+                 cts / name)
+    script = f"""
+import json, sys
+from monai.bundle import ConfigWorkflow
+for tag, root in {sorted(roots.items())!r}:
+    wf = ConfigWorkflow(config_file=root + "/configs/inference.json", meta_file=root + "/configs/metadata.json",
+                        workflow_type="infer", bundle_root=root, dataset_dir={str(cts)!r},
+                        output_dir={str(user)!r} + "/labels_" + tag, pixdim=[4.0, 4.0, 4.0], roi_size=[64, 64, 64],
+                        sw_batch_size=1, num_threads=1)
+    wf.initialize()
+    wf.run()
+    wf.finalize()
+print(json.dumps({{m.__name__: m.__file__ for n, m in sys.modules.items() if n.startswith("bundlezoo") and "." not in n}}))
+"""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="2", PYTHONDONTWRITEBYTECODE="1")
+    run = subprocess.run([sys.executable, "-c", script], cwd=user, env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    loaded = json.loads(run.stdout.strip().splitlines()[-1])
+    assert loaded == {
+        "bundlezoo_spleen_fast_train_0_4_0": f"{roots['a']}/bundlezoo_spleen_fast_train_0_4_0/__init__.py",
+        "bundlezoo_spleen_fast_train_0_4_1": f"{roots['b']}/bundlezoo_spleen_fast_train_0_4_1/__init__.py",
+    }
+    assert sorted(p.name for p in (user / "labels_a").iterdir()) == ["case_a_seg.nii.gz", "case_b_seg.nii.gz"]
+    assert sorted(p.name for p in (user / "labels_b").iterdir()) == ["case_a_seg.nii.gz"]
