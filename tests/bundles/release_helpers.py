@@ -129,6 +129,14 @@ def _build_release(workdir: Path) -> Release:
     return Release(zip_path, dist, bundle, run)
 
 
+def verified_download_script() -> str:
+    """The repository-free verified download script that the bundle's docs/README.md shows (its ``<<'PY'`` block)."""
+    text = (SPLEEN / "docs" / "README.md").read_text()
+    match = re.search(r"<<'PY'\n(.*?)\nPY\n", text, re.S)
+    assert match, "docs/README.md shows no verified download script"
+    return match.group(1) + "\n"
+
+
 # ------------------------------------------------------------------------------------------ Python without the repo
 def python_without_repo(workdir: Path) -> Path:
     """A throwaway virtual environment with this environment's packages (MONAI, torch ...) but not this repository.

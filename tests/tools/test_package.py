@@ -367,10 +367,10 @@ print(json.dumps({{m.__name__: m.__file__ for n, m in sys.modules.items() if n.s
     run = subprocess.run([sys.executable, "-c", script], cwd=user, env=env, capture_output=True, text=True,
                          timeout=600)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert sorted(p.name for p in (user / "labels_a").iterdir()) == ["case_a_seg.nii.gz", "case_b_seg.nii.gz"]
+    assert sorted(p.name for p in (user / "labels_b").iterdir()) == ["case_a_seg.nii.gz"]
     loaded = json.loads(run.stdout.strip().splitlines()[-1])
     assert loaded == {
         "bundlezoo_spleen_fast_train_0_4_0": f"{roots['a']}/bundlezoo_spleen_fast_train_0_4_0/__init__.py",
         "bundlezoo_spleen_fast_train_0_4_1": f"{roots['b']}/bundlezoo_spleen_fast_train_0_4_1/__init__.py",
     }
-    assert sorted(p.name for p in (user / "labels_a").iterdir()) == ["case_a_seg.nii.gz", "case_b_seg.nii.gz"]
-    assert sorted(p.name for p in (user / "labels_b").iterdir()) == ["case_a_seg.nii.gz"]
