@@ -69,7 +69,8 @@ LARGE_FILES_HEADER = (
     "# which refuses a file whose sha256 differs from hash_val.\n"
 )
 LOCAL_LARGE_FILES_HEADER = (
-    "# Written by tools/package.py for local use: the files are inside the zip, so there is no url. Re-check them with\n"
+    "# Written by tools/package.py for local use: the files are inside the zip, so there is no url.\n"
+    "# Re-check them with\n"
     "#   python -m monai.bundle download_large_files --bundle_path <this folder>\n"
     "# which refuses a file whose sha256 differs from hash_val.\n"
 )

@@ -121,7 +121,8 @@ def test_verified_download_refuses_tampered_zip_and_existing_folder(release: Rel
     tampered.write_bytes(bytes(data))
     run = verified_download(nopy, tampered.as_uri(), release.sha256, tmp_path)
     assert run.returncode == 1, run.describe()
-    assert run.stderr.strip().splitlines()[-1].startswith(f"refused {tampered.as_uri()}: HashCheckError: "), run.describe()
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"refused {tampered.as_uri()}: HashCheckError: "), run.describe()
     assert list((tmp_path / "bundles").iterdir()) == []
 
     run = verified_download(nopy, release.zip_path.as_uri(), release.sha256, downloaded.parent.parent)
