@@ -13,10 +13,10 @@ import torch
 from monai.data import decollate_batch, list_data_collate
 from monai.data.utils import create_file_basename
 
-from bundlezoo.data.checks import (InputDataError, OneLineError, check_image_header, one_line,
+from ..data.checks import (InputDataError, OneLineError, check_image_header, one_line,
                                    one_line_error_in_chain, set_debug)
-from bundlezoo.data.io import atomic_write_json
-from bundlezoo.data.locks import FolderLock
+from ..data.io import atomic_write_json
+from ..data.locks import FolderLock
 
 __all__ = ["BatchInference", "FAILURES_FILE"]
 

@@ -10,8 +10,8 @@ import numpy as np
 from monai.data import NibabelWriter
 from monai.transforms import LoadImaged, MapTransform
 
-from bundlezoo.data.checks import InputDataError, check_array, check_label_values, one_line
-from bundlezoo.data.io import atomic_path
+from ..data.checks import InputDataError, check_array, check_label_values, one_line
+from ..data.io import atomic_path
 
 __all__ = ["CheckedLoadImaged", "AtomicNibabelWriter", "LoadOriginald"]
 

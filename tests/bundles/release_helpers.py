@@ -72,6 +72,21 @@ class Release:
         return best_val_dice(self.train_run.output)
 
     @property
+    def version(self) -> str:
+        """The packaged bundle's version (metadata ``version``)."""
+        return json.loads((self.trained_bundle / "configs" / "metadata.json").read_text())["version"]
+
+    @property
+    def sha256_file(self) -> Path:
+        """``<zip>.sha256`` that tools/package.py writes beside the zip."""
+        return self.zip_path.with_name(f"{self.zip_path.name}.sha256")
+
+    @property
+    def sha256(self) -> str:
+        """The zip's published sha256 (first field of :attr:`sha256_file`)."""
+        return self.sha256_file.read_text().split()[0]
+
+    @property
     def phantom_images(self) -> list[Path]:
         return sorted((self.trained_bundle / "data" / "phantom_Task09_Spleen" / "imagesTr").glob("*.nii.gz"))
 
@@ -102,7 +117,7 @@ def _build_release(workdir: Path) -> Release:
                      overrides={**FAST_TRAIN, "epochs": RELEASE_EPOCHS, "val_interval": RELEASE_EPOCHS})
     assert run.returncode == 0 and (bundle / "models" / "model.pt").is_file(), run.describe()
     dist = workdir / "dist"
-    args = [sys.executable, str(REPO / "tools" / "package.py"), str(bundle), "--out", str(dist),
+    args = [sys.executable, "-m", "tools.package", str(bundle), "--out", str(dist),
             *(["--schema", str(SCHEMA)] if SCHEMA.is_file() else ["--verify_skip_schema"]),
             "--large_files_url", dist.as_uri(),
             # the verifier's export round trips are tested in tests/tools/test_verify.py; package.py still exports
@@ -112,6 +127,14 @@ def _build_release(workdir: Path) -> Release:
     zip_path = dist / f"{NAME}_v{json.loads((bundle / 'configs' / 'metadata.json').read_text())['version']}.zip"
     assert zip_path.is_file(), proc.stdout
     return Release(zip_path, dist, bundle, run)
+
+
+def verified_download_script() -> str:
+    """The repository-free verified download script that the bundle's docs/README.md shows (its ``<<'PY'`` block)."""
+    text = (SPLEEN / "docs" / "README.md").read_text()
+    match = re.search(r"<<'PY'\n(.*?)\nPY\n", text, re.S)
+    assert match, "docs/README.md shows no verified download script"
+    return match.group(1) + "\n"
 
 
 # ------------------------------------------------------------------------------------------ Python without the repo

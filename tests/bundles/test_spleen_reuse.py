@@ -1,12 +1,13 @@
-"""Reuse of a released spleen-fast-train: package, download (file:// and loopback HTTP), hash-checked weights, and
-inference / export / finetuning in a Python that has MONAI but not this repository.
+"""Reuse of a released spleen-fast-train: package, sha256-verified download (file://) and MONAI's download (loopback
+HTTP), hash-checked weights, and inference / export / finetuning in a Python that has MONAI but not this repository.
 
-The commands here are the ones ``bundles/spleen-fast-train/docs/commands.md`` shows (plus the small override that
+The commands here are the ones ``bundles/spleen-fast-train/docs/README.md`` shows (plus the small override that
 keeps them fast on CPU). Numbers are on synthetic phantoms.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import zipfile
@@ -18,7 +19,7 @@ import pytest
 import torch
 import yaml
 
-from bundle_runner import SMOKE_OVERRIDE, _cfg_list
+from bundle_runner import SMOKE_OVERRIDE, BundleRun, _cfg_list
 from release_helpers import (
     FAST_TRAIN,
     RELEASE_EPOCHS,
@@ -32,7 +33,9 @@ from release_helpers import (
     overrides_args,
     python_without_repo,
     run_cli,
+    verified_download_script,
 )
+from tools.vendoring import vendored_package_name
 
 pytestmark = pytest.mark.slow
 
@@ -50,13 +53,22 @@ def nopy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return python_without_repo(tmp_path_factory.mktemp("nopy"))
 
 
+def verified_download(nopy: Path, url: str, sha256: str, cwd: Path) -> BundleRun:
+    """The docs' verified download script (``python - URL SHA256 NAME bundles``), run in the Python without the repo."""
+    script = cwd / "verified_download.py"
+    script.write_text(verified_download_script())
+    return run_cli(nopy, [script, url, sha256, NAME, "bundles"], cwd=cwd, env=env_without_repo())
+
+
 @pytest.fixture(scope="module")
 def downloaded(release: Release, nopy: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The release downloaded from its file:// URL with MONAI's own CLI, in the Python without the repo."""
+    """The release downloaded from its file:// URL with the docs' verified download script (sha256 checked), in the
+    Python without the repo; the tests below run this copy."""
     user = tmp_path_factory.mktemp("user_file")
-    run = run_cli(nopy, ["-m", "monai.bundle", "download", "--name", NAME, "--bundle_dir", "bundles",
-                         "--url", release.zip_path.as_uri()], cwd=user, env=env_without_repo())
+    run = verified_download(nopy, release.zip_path.as_uri(), release.sha256, user)
     assert run.returncode == 0, run.describe()
+    assert run.stdout.strip().splitlines()[-1] == f"bundles/{NAME}: sha256 {release.sha256} verified", run.describe()
+    assert sorted(p.name for p in (user / "bundles").iterdir()) == [NAME]  # no zip, no temporary folder
     return user / "bundles" / NAME
 
 
@@ -73,17 +85,24 @@ def test_release_zip_layout(release: Release) -> None:
         large = yaml.safe_load(zf.read(f"{NAME}/large_files.yml"))
         members = {n: zf.read(n) for n in (f"{NAME}/models/model.pt", f"{NAME}/models/model.ts")}
     assert {n.split("/")[0] for n in names} == {NAME}
+    pkg = vendored_package_name(NAME, release.version)
     for need in ("LICENSE", "configs/train.json", "configs/inference.json", "configs/metadata.json",
                  "configs/logging.conf", "docs/README.md", "models/model.pt", "models/model.ts",
-                 "bundlezoo/__init__.py", "bundlezoo/transforms/compat.py", "bundlezoo/data/msd.py", "bundlezoo/data/layouts.py"):
+                 f"{pkg}/__init__.py", f"{pkg}/transforms/compat.py", f"{pkg}/data/msd.py", f"{pkg}/data/layouts.py"):
         assert f"{NAME}/{need}" in names, need
-    # only what the configs use: no verifier, no packaging helpers, no run outputs or data
-    assert not [n for n in names if n.endswith(("bundle_checks.py", "bundle_io.py")) or "/data/phantom_" in n
-                or "/eval/" in n or "__pycache__" in n]
+    # the vendored copy has the release's own name, and the configs name only that one
+    assert not [n for n in names if n.startswith(f"{NAME}/bundlezoo/")]
+    with zipfile.ZipFile(release.zip_path) as zf:
+        inference = zf.read(f"{NAME}/configs/inference.json").decode()
+    assert f'"{pkg}.transforms.SafeSpacingd"' in inference and '"bundlezoo.' not in inference
+    # only what the configs use: no verifier, no packaging helpers, no run outputs, data, hidden files or caches
+    assert not [n for n in names if n.endswith(("verifier.py", "vendoring.py")) or "/data/phantom_" in n
+                or "/eval/" in n or "__pycache__" in n or "/." in n]
+    # the published digest matches the zip, in sha256sum format
+    digest = hashlib.sha256(release.zip_path.read_bytes()).hexdigest()
+    assert release.sha256_file.read_text() == f"{digest}  {release.zip_path.name}\n"
     entries = {e["path"]: e for e in large["large_files"]}
     assert set(entries) == {"models/model.pt", "models/model.ts"}
-    import hashlib
-
     for path, e in entries.items():
         assert e["hash_type"] == "sha256"
         assert e["hash_val"] == hashlib.sha256(members[f"{NAME}/{path}"]).hexdigest(), path
@@ -91,8 +110,29 @@ def test_release_zip_layout(release: Release) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------- download
+def test_verified_download_refuses_tampered_zip_and_existing_folder(release: Release, nopy: Path, downloaded: Path,
+                                                                    tmp_path: Path) -> None:
+    """The docs' script refuses a zip whose sha256 is not the published one (nothing extracted, no temporary folder
+    left), and never reuses an existing folder (it may be the remains of an interrupted download)."""
+    tampered = tmp_path / "mirror" / release.zip_path.name
+    tampered.parent.mkdir()
+    data = bytearray(release.zip_path.read_bytes())
+    data[len(data) // 2] ^= 1
+    tampered.write_bytes(bytes(data))
+    run = verified_download(nopy, tampered.as_uri(), release.sha256, tmp_path)
+    assert run.returncode == 1, run.describe()
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"refused {tampered.as_uri()}: HashCheckError: "), run.describe()
+    assert list((tmp_path / "bundles").iterdir()) == []
+
+    run = verified_download(nopy, release.zip_path.as_uri(), release.sha256, downloaded.parent.parent)
+    assert run.returncode == 1, run.describe()
+    assert run.stderr.strip().splitlines()[-1] == f"bundles/{NAME} exists: remove it and rerun", run.describe()
+
+
 def test_download_over_loopback_http(release: Release, nopy: Path, downloaded: Path, tmp_path: Path) -> None:
-    """``monai.bundle download --url http://…`` gives the same bundle as the file:// download."""
+    """MONAI's own ``monai.bundle download --url http://…`` (no hash check) gives the same bundle as the verified
+    download."""
     with loopback_http_server(release.dist) as base:
         run = run_cli(nopy, ["-m", "monai.bundle", "download", "--name", NAME, "--bundle_dir", "bundles",
                              "--url", f"{base}/{release.zip_path.name}"], cwd=tmp_path, env=env_without_repo())
