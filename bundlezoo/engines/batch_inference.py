@@ -13,8 +13,8 @@ import torch
 from monai.data import decollate_batch, list_data_collate
 from monai.data.utils import create_file_basename
 
-from ..data.checks import (InputDataError, OneLineError, check_image_header, one_line,
-                                   one_line_error_in_chain, set_debug)
+from ..data.checks import (InputDataError, OneLineError, check_image_header, one_line, one_line_error_in_chain,
+                           set_debug)
 from ..data.io import atomic_write_json
 from ..data.locks import FolderLock
 
