@@ -74,7 +74,7 @@ def unwrap(network: torch.nn.Module) -> torch.nn.Module:
 
 
 def state_dict_of(network: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The unwrapped network's state dict (what ``models/model.pt`` holds under ``"model"``)."""
+    """The unwrapped network's state dict (what ``models/model.pt`` holds)."""
     return unwrap(network).state_dict()
 
 

@@ -2,8 +2,8 @@
 
 ``ckpt_dir`` holds two files, each written to a temporary name, fsync'd and ``os.replace``'d (never deleted first):
 
-- ``model.pt`` — ``{"model": state_dict}`` of the best validation epoch (:class:`BestModelSaver`, a validation
-  handler); what evaluation, inference, export and packaging read.
+- ``model.pt`` — the plain state dict of the best validation epoch (:class:`BestModelSaver`, a validation
+  handler); what evaluation, inference, ``ckpt_export``, MONAI Label and packaging read.
 - ``latest.pt`` — everything an interrupted run needs to continue (:class:`RunCheckpoint`, a training handler):
   network, optimizer, learning-rate scheduler, AMP scaler, epoch and iteration, best metric so far, and the states
   of every random-number generator, written after each epoch. Tensors and plain containers only.
@@ -44,7 +44,7 @@ _LATEST_KEYS = ("model", "optimizer", "trainer", "rng")
 
 
 class BestModelSaver:
-    """Validation handler: write ``{key: state_dict}`` to ``save_dir/filename`` when the key metric improves.
+    """Validation handler: write the network's state dict to ``save_dir/filename`` when the key metric improves.
 
     The evaluator (a MONAI ``Workflow``) already tracks its best key metric and the epoch of it
     (``state.best_metric``, ``state.best_metric_epoch``); this handler saves when that epoch is the current one, so a
@@ -55,14 +55,11 @@ class BestModelSaver:
         save_dir: the checkpoint folder (``ckpt_dir``).
         network: the network whose weights are saved.
         filename: the file name in ``save_dir``.
-        key: the key of the state dict in the saved dict (``"model"``, what ``CheckpointLoader`` configs load).
     """
 
-    def __init__(self, save_dir: str | os.PathLike, network: torch.nn.Module, filename: str = "model.pt",
-                 key: str = "model") -> None:
+    def __init__(self, save_dir: str | os.PathLike, network: torch.nn.Module, filename: str = "model.pt") -> None:
         self.path = Path(save_dir) / filename
         self.network = network
-        self.key = key
 
     def attach(self, engine: Engine) -> None:
         """Check after every validation epoch (after the evaluator has compared its metric)."""
@@ -71,7 +68,8 @@ class BestModelSaver:
     def __call__(self, engine: Engine) -> None:
         if not is_main_process() or engine.state.best_metric_epoch != engine.state.epoch:
             return
-        save_checkpoint({self.key: state_dict_of(self.network)}, self.path)
+        # a plain state dict, like model-zoo bundles: MONAI's ckpt_export reads no wrapper key by default
+        save_checkpoint(state_dict_of(self.network), self.path)
         logger.info(f"saved {self.path}: best {engine.state.key_metric_name} {engine.state.best_metric:.4f} "
                     f"at epoch {engine.state.epoch}")
 

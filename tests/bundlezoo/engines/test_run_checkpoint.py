@@ -37,7 +37,7 @@ def test_latest_checkpoint_loads_weights_only_with_everything_a_resume_needs(tmp
     # Compose, RandFlipd, RandGaussianNoised and the RandGaussianNoise inside it each keep a generator
     assert len(rng["transforms"]) == 4, len(rng["transforms"])
     model = torch.load(tmp_path / "model.pt", weights_only=True)
-    assert list(model) == ["model"] and model["model"].keys() == latest["model"].keys()
+    assert model.keys() == latest["model"].keys()  # a plain state dict, what ckpt_export and CheckpointLoader read
     assert sorted(os.listdir(tmp_path)) == ["latest.pt", "model.pt"]
 
 
@@ -63,8 +63,8 @@ def test_resume_continues_bit_identically(tmp_path: Path) -> None:
     assert a["trainer"] == b["trainer"] and a["validator"] == b["validator"] == {"best_metric": 0.6,
                                                                                   "best_metric_epoch": 2}
     # model.pt is epoch 2's (best 0.6): the resumed run's epochs 3 and 4 (0.4, 0.5) did not replace it
-    best = torch.load(tmp_path / "split" / "model.pt", weights_only=True)["model"]
-    assert same(best, torch.load(tmp_path / "whole" / "model.pt", weights_only=True)["model"])
+    best = torch.load(tmp_path / "split" / "model.pt", weights_only=True)
+    assert same(best, torch.load(tmp_path / "whole" / "model.pt", weights_only=True))
 
 
 def test_best_model_is_replaced_only_on_improvement(tmp_path: Path) -> None:
@@ -74,7 +74,7 @@ def test_best_model_is_replaced_only_on_improvement(tmp_path: Path) -> None:
                                   lambda e: saved.append((tmp_path / "model.pt").stat().st_mtime_ns))
     run.trainer.run()
     assert saved[0] < saved[1] == saved[2] < saved[3], saved
-    assert same(torch.load(tmp_path / "model.pt", weights_only=True)["model"], weights(run.network))
+    assert same(torch.load(tmp_path / "model.pt", weights_only=True), weights(run.network))
 
 
 def test_a_crash_between_temp_write_and_replace_keeps_the_old_model(tmp_path: Path,
@@ -127,9 +127,9 @@ def test_a_new_run_refuses_weights_it_did_not_write(tmp_path: Path) -> None:
 def test_a_run_that_starts_from_the_saved_model_may_replace_it(tmp_path: Path) -> None:
     """MONAI Label's training (and finetuning in place) loads models/model.pt first, then writes it back."""
     checkpointed_run(tmp_path, max_epochs=1).trainer.run()
-    saved = torch.load(tmp_path / "model.pt", weights_only=True)["model"]
+    saved = torch.load(tmp_path / "model.pt", weights_only=True)
 
     run = checkpointed_run(tmp_path, max_epochs=1)
     run.network.load_state_dict(saved)  # before the run, as MONAI Label's CheckpointLoader does at STARTED
     run.trainer.run()
-    assert not same(torch.load(tmp_path / "model.pt", weights_only=True)["model"], saved)
+    assert not same(torch.load(tmp_path / "model.pt", weights_only=True), saved)
