@@ -82,7 +82,8 @@ class RunCheckpoint:
     ``latest.pt`` present, restores the network, optimizer, scheduler, AMP scaler, epoch/iteration, the best
     validation metric and the random-number generators, so the run goes on with the next epoch as if never stopped.
     The end-of-epoch save is registered when the run starts, after every other handler, so ``latest.pt`` holds the
-    epoch's validation result and learning-rate step. Every process restores; only the main one writes.
+    epoch's validation result and learning-rate step. Every process restores; only the main one writes, so under DDP
+    every rank restores rank 0's generator states (the ranks are seeded alike, so that is what they started from).
 
     Args:
         ckpt_dir: the checkpoint folder.
