@@ -1,5 +1,7 @@
-"""Custom iteration logic and handlers shared by the bundles."""
+"""Custom iteration logic and handlers shared by the bundles: finetuning, checkpoints and resume, early stop."""
 
-from .handlers import AtomicCheckpointSaver
+from .checkpointing import BestModelSaver, RunCheckpoint
+from .early_stop import StopAtMetricTarget
+from .finetune import FinetuneLoader
 
-__all__ = ["AtomicCheckpointSaver"]
+__all__ = ["BestModelSaver", "FinetuneLoader", "RunCheckpoint", "StopAtMetricTarget"]

@@ -94,6 +94,21 @@ def run_bundle(
 
     ``overrides`` become ``--key value`` arguments; non-string values are JSON-encoded (what the CLI parses back).
     """
+    args = bundle_args(configs, bundle_root=bundle_root, overrides=overrides, torchrun_nproc=torchrun_nproc,
+                       extra_args=extra_args)
+    proc = subprocess.run(args, cwd=REPO, env=env or bundle_env(), capture_output=True, text=True, timeout=timeout)
+    return BundleRun(args, proc.returncode, proc.stdout, proc.stderr)
+
+
+def bundle_args(
+    configs: Sequence[str | Path],
+    *,
+    bundle_root: str | Path,
+    overrides: dict[str, Any] | None = None,
+    torchrun_nproc: int | None = None,
+    extra_args: Sequence[str] = (),
+) -> list[str]:
+    """The command line :func:`run_bundle` runs (for a test that starts the process itself, e.g. to kill it)."""
     if torchrun_nproc:
         launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
                     str(torchrun_nproc), "-m", "monai.bundle"]
@@ -103,9 +118,7 @@ def run_bundle(
             "--logging_file", str(SPLEEN_CONFIGS / "logging.conf")]
     for key, value in (overrides or {}).items():
         args += [f"--{key}", value if isinstance(value, str) else json.dumps(value)]
-    args += list(extra_args)
-    proc = subprocess.run(args, cwd=REPO, env=env or bundle_env(), capture_output=True, text=True, timeout=timeout)
-    return BundleRun(args, proc.returncode, proc.stdout, proc.stderr)
+    return args + list(extra_args)
 
 
 def train_configs(*more: str | Path) -> list[Path]:

@@ -91,7 +91,8 @@ def no_partial_files(folder: Path) -> list[str]:
 def test_train_smoke_writes_a_weights_only_checkpoint(trained_spleen: TrainedBundle) -> None:
     assert_ok(trained_spleen.run)
     assert_checkpoint_loads(trained_spleen.model)
-    assert list_files(trained_spleen.bundle_root / "models") == ["model.pt"]  # no temporary leftovers
+    # the best model and the resume checkpoint, no temporary leftovers
+    assert list_files(trained_spleen.bundle_root / "models") == ["latest.pt", "model.pt"]
     history = val_dice_history(trained_spleen.bundle_root / "eval")
     assert [epoch for epoch, _ in history] == [1, 2], history  # smoke override: 2 epochs, validation every epoch
     assert all(0.0 <= dice <= 1.0 for _, dice in history), history
