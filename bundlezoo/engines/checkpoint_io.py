@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from bundlezoo.data.checks import InputDataError
-from bundlezoo.data.io import atomic_write_bytes
+from ..data.checks import InputDataError
+from ..data.io import atomic_write_bytes
 
 __all__ = [
     "save_checkpoint",

@@ -24,8 +24,8 @@ from typing import Any
 import torch
 from ignite.engine import Engine, Events
 
-from bundlezoo.data.checks import InputDataError
-from bundlezoo.engines.checkpoint_io import (
+from ..data.checks import InputDataError
+from .checkpoint_io import (
     is_main_process,
     load_checkpoint,
     restore_rng_state,

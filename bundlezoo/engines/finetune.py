@@ -19,8 +19,8 @@ from typing import Any
 import torch
 from ignite.engine import Engine, Events
 
-from bundlezoo.data.checks import InputDataError
-from bundlezoo.engines.checkpoint_io import load_checkpoint, state_dict_in, unwrap
+from ..data.checks import InputDataError
+from .checkpoint_io import load_checkpoint, state_dict_in, unwrap
 
 __all__ = ["FinetuneLoader", "LoadReport", "map_keys", "match_state"]
 
