@@ -19,12 +19,10 @@ import json
 import os
 import pathlib
 import platform
-import sys
 import tempfile
 import time
 
 import numpy as np
-
 
 from bundlezoo.data.io import atomic_write_bytes, save_nifti
 from bundlezoo.data.phantom import BTCV_LABELS, generate_phantom

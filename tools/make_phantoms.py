@@ -14,9 +14,7 @@ made with the same arguments is reused, ``--overwrite`` regenerates it. One seed
 
 from __future__ import annotations
 
-import pathlib
 import sys
-
 
 from bundlezoo.data.layouts import NotAPhantomFolderError, write_btcv, write_msd_spleen, write_unlabeled
 

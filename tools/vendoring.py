@@ -32,7 +32,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from bundlezoo.data.io import atomic_write_bytes
+from bundlezoo.data.io import atomic_write_text
 
 __all__ = [
     "COMMON_ROOT",
@@ -119,7 +119,7 @@ def rename_in_configs(config_files: Iterable[str | os.PathLike], package: str) -
         text = cfg.read_text()
         new = _PREFIX_PATTERN.sub(package, text)
         if new != text:
-            _atomic_write_text(cfg, new)
+            atomic_write_text(cfg, new)
             changed.append(cfg)
         left = config_common_names([cfg])
         if left:
@@ -326,7 +326,7 @@ def write_large_files_yml(path: str | os.PathLike, entries: list[dict[str, str]]
     import yaml
 
     text = header + yaml.safe_dump({"large_files": entries}, sort_keys=False, default_flow_style=False)
-    _atomic_write_text(Path(path), text)
+    atomic_write_text(Path(path), text)
 
 
 # ---------------------------------------------------------------------------------------------------- zipping
@@ -365,9 +365,5 @@ def write_sha256_file(path: str | os.PathLike) -> tuple[str, Path]:
     path = Path(path)
     digest = sha256_file(path)
     out = path.with_name(f"{path.name}.sha256")
-    _atomic_write_text(out, f"{digest}  {path.name}\n")
+    atomic_write_text(out, f"{digest}  {path.name}\n")
     return digest, out
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())

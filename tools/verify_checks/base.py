@@ -12,15 +12,18 @@ import json
 import os
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from bundlezoo.data.checks import one_line
 
 if TYPE_CHECKING:
     from tools.verify_checks.declaration import Declaration
 
 PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"
+T = TypeVar("T")
 
 #: The check that reports missing files; other checks skip what it already reports (see :meth:`BundleContext.config`).
 FILES_CHECK = "required_files"
@@ -92,10 +95,25 @@ class BundleContext:
         raise CheckFailed(f"missing configs/{name} ({self.declaration.source})")
 
 
-def one_line(text: str, limit: int = 300) -> str:
-    """``text`` on one line, whitespace collapsed, cut to ``limit`` characters."""
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+def each_of(items: Iterable[T], check_one: Callable[[T], str]) -> str:
+    """Run ``check_one`` on every item; one result line for all of them.
+
+    ``check_one`` returns a summary, raises :class:`CheckFailed` for a failure or :class:`CheckSkipped` when the item
+    does not apply. Failures win over passes (all are reported), and the check is skipped only when no item applied.
+    """
+    done, absent, failures = [], [], []
+    for item in items:
+        try:
+            done.append(check_one(item))
+        except CheckSkipped as e:
+            absent.append(str(e))
+        except CheckFailed as e:
+            failures.append(str(e))
+    if failures:
+        raise CheckFailed("; ".join(failures))
+    if not done:
+        raise CheckSkipped("; ".join(absent))
+    return "; ".join(done) + (f" (left out: {'; '.join(absent)})" if absent else "")
 
 
 def last_error_line(output: str) -> str:

@@ -21,6 +21,7 @@ from tools.verify_checks.base import (
     CheckFailed,
     CheckSkipped,
     bundle_on_path,
+    each_of,
     one_line,
     parser,
     summarise,
@@ -273,21 +274,14 @@ def check_consistency(ctx: BundleContext) -> str:
     is left out, a declared config that is missing fails (see :meth:`BundleContext.config`)."""
     if not ctx.declaration.consistency:
         raise CheckSkipped("no consistency pairs declared")
-    done, absent, failures = [], [], []
+
+    def check_pair(pair: Pair) -> str:
+        try:
+            paths = (ctx.config(pair.configs[0]), ctx.config(pair.configs[1]))
+        except CheckSkipped as e:
+            raise CheckSkipped(f"{pair.label()}: {e}") from None
+        compare = compare_component if pair.kind == "component" else compare_transforms
+        return compare(ctx, pair, paths)
+
     with bundle_on_path(ctx.bundle_dir):
-        for pair in ctx.declaration.consistency:
-            try:
-                paths = (ctx.config(pair.configs[0]), ctx.config(pair.configs[1]))
-            except CheckSkipped as e:
-                absent.append(f"{pair.label()}: {e}")
-                continue
-            compare = compare_component if pair.kind == "component" else compare_transforms
-            try:
-                done.append(compare(ctx, pair, paths))
-            except CheckFailed as e:
-                failures.append(str(e))
-    if failures:
-        raise CheckFailed("; ".join(failures))
-    if not done:
-        raise CheckSkipped("; ".join(absent))
-    return "; ".join(done) + (f" (left out: {'; '.join(absent)})" if absent else "")
+        return each_of(ctx.declaration.consistency, check_pair)

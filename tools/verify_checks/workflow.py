@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tools.verify_checks.base import BundleContext, CheckFailed, CheckSkipped, one_line
+from tools.verify_checks.base import BundleContext, CheckFailed, CheckSkipped, each_of, one_line
 
 
 def _parse_only_workflow(ctx: BundleContext, config: Path, workflow_type: str) -> Any:
@@ -65,19 +65,4 @@ def check_workflow_properties(ctx: BundleContext) -> str:
     :meth:`BundleContext.config`), one only the defaults name is left out."""
     if not ctx.declaration.workflows:
         raise CheckSkipped("no workflows declared")
-    done, absent, failures = [], [], []
-    for name, workflow_type in ctx.declaration.workflows:
-        try:
-            path = ctx.config(name)
-        except CheckSkipped as e:
-            absent.append(str(e))
-            continue
-        try:
-            done.append(_check_one(ctx, path, workflow_type))
-        except CheckFailed as e:
-            failures.append(str(e))
-    if failures:
-        raise CheckFailed("; ".join(failures))
-    if not done:
-        raise CheckSkipped("; ".join(absent))
-    return "; ".join(done) + (f" ({'; '.join(absent)})" if absent else "")
+    return each_of(ctx.declaration.workflows, lambda item: _check_one(ctx, ctx.config(item[0]), item[1]))
