@@ -139,14 +139,13 @@ def rng_state(transforms: Any = None) -> dict[str, Any]:
         transforms: a MONAI transform chain (e.g. the training dataset's ``transform``); its transforms keep private
             ``np.random.RandomState`` generators (seeded once by MONAI's ``DataLoader``), saved in chain order.
     """
-    state: dict[str, Any] = {
+    return {
         "python": random.getstate(),
         "numpy": _numpy_state(np.random.get_state()),
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         "transforms": [_numpy_state(r.get_state()) for r in _transform_random_states(transforms)],
     }
-    return state
 
 
 def restore_rng_state(state: dict[str, Any], transforms: Any = None) -> list[str]:
