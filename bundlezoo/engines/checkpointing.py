@@ -11,7 +11,9 @@
 A run writes into ``ckpt_dir`` only when it may (checked before the first step): the folder holds neither file, or
 the run resumes (``resume=True``), or it starts from the very weights in ``model.pt`` (finetuning in place, MONAI
 Label's training), or ``overwrite=True``. Otherwise it stops with one line naming the file, so a new run never
-replaces released or earlier weights with its first, poor validation epoch.
+replaces released or earlier weights with its first, poor validation epoch. While a run trains, its main process
+holds a lock on ``ckpt_dir`` (:class:`~bundlezoo.data.locks.FolderLock`, released at the end or when the process
+dies), so a second run started on the same folder stops at once with one ``LockedError`` line instead of racing it.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import torch
 from ignite.engine import Engine, Events
 
 from ..data.checks import InputDataError
+from ..data.locks import FolderLock
 from .checkpoint_io import (
     is_main_process,
     load_checkpoint,
@@ -121,16 +124,27 @@ class RunCheckpoint:
         self.model_path = self.ckpt_dir / model_filename
         self.latest_path = self.ckpt_dir / latest_filename
         self.map_location = map_location
+        self._lock = FolderLock(self.ckpt_dir, wait=0, purpose="training")
 
     def attach(self, engine: Engine) -> None:
-        """Guard and resume when ``engine`` starts."""
+        """Lock ``ckpt_dir``, guard and resume when ``engine`` starts; unlock when it completes."""
         engine.add_event_handler(Events.STARTED, self.start)
+        engine.add_event_handler(Events.COMPLETED, lambda _: self._lock.release())
+        # a run that fails in this process (a notebook, a refused start) must not keep the folder locked; re-raising
+        # keeps ignite's behaviour of propagating the error (handlers of EXCEPTION_RAISED otherwise swallow it)
+        engine.add_event_handler(Events.EXCEPTION_RAISED, self._release_and_raise)
+
+    def _release_and_raise(self, engine: Engine, e: Exception) -> None:
+        self._lock.release()
+        raise e
 
     # ------------------------------------------------------------------------------------------------------------
     # start: guard, resume
 
     def start(self, engine: Engine) -> None:
         """Resume or check that this new run may write into ``ckpt_dir``; then register the end-of-epoch save."""
+        if is_main_process() and not self._lock.held:
+            self._lock.acquire()
         if self.resume and self.latest_path.is_file():
             self.restore(engine)
         else:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,7 @@ import torch
 from ignite.engine import Events
 
 from bundlezoo.data.checks import InputDataError
+from bundlezoo.data.locks import LockedError
 from bundlezoo.engines import BestModelSaver, RunCheckpoint
 from engine_setup import Run, build_run, same, weights
 
@@ -133,3 +136,23 @@ def test_a_run_that_starts_from_the_saved_model_may_replace_it(tmp_path: Path) -
     run.network.load_state_dict(saved)  # before the run, as MONAI Label's CheckpointLoader does at STARTED
     run.trainer.run()
     assert not same(torch.load(tmp_path / "model.pt", weights_only=True), saved)
+
+
+def test_a_second_run_on_a_locked_folder_stops_with_one_line(tmp_path: Path) -> None:
+    """Another process training into the same ckpt_dir holds its lock: this run refuses before writing anything."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from bundlezoo.data.locks import FolderLock; "
+         "FolderLock(sys.argv[1]).acquire(); print('held', flush=True); time.sleep(60)", str(tmp_path)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(LockedError, match=rf"{tmp_path}: in use by another run \(pid {holder.pid} "):
+            checkpointed_run(tmp_path, max_epochs=1).trainer.run()
+        assert not (tmp_path / "model.pt").exists() and not (tmp_path / "latest.pt").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    run = checkpointed_run(tmp_path, max_epochs=1)  # the lock dies with its holder (even under kill -9)
+    run.trainer.run()
+    assert (tmp_path / "latest.pt").is_file()
+    checkpointed_run(tmp_path, max_epochs=2, resume=True).trainer.run()  # released at the end of the first run
