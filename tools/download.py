@@ -3,7 +3,7 @@
 Usage (from the repository root; the sha256 is the one ``tools/package.py`` printed and wrote to ``<zip>.sha256``)::
 
     python -m tools.download --sha256 <64 hex digits> --name spleen-fast-train --bundle_dir bundles \
-        --url https://github.com/<owner>/<repo>/releases/download/<tag>/spleen-fast-train_v0.4.0.zip
+        --url https://github.com/<owner>/<repo>/releases/download/<tag>/spleen-fast-train_v0.5.0.zip
 
 ``python -m monai.bundle download --url`` takes no hash: it extracts whatever it fetched, and a folder left by an
 interrupted try makes the next try log "skipped" and exit 0. Here, in order:

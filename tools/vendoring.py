@@ -95,8 +95,8 @@ def config_common_names(config_files: Iterable[str | os.PathLike]) -> set[str]:
 
 def vendored_package_name(bundle: str, version: str) -> str:
     """Module name of a release's vendored ``bundlezoo``: ``bundlezoo_<bundle>_<version>``, lower case, every run of
-    characters other than letters and digits made one ``_`` (``spleen-fast-train``, ``0.4.0``:
-    ``bundlezoo_spleen_fast_train_0_4_0``).
+    characters other than letters and digits made one ``_`` (``spleen-fast-train``, ``0.5.0``:
+    ``bundlezoo_spleen_fast_train_0_5_0``).
 
     One name per bundle and version, so two releases loaded in one process never share a vendored module.
     """

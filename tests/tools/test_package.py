@@ -35,6 +35,8 @@ from tools.vendoring import (
 
 REPO = Path(__file__).resolve().parents[2]
 SPLEEN = REPO / "bundles" / "spleen-fast-train"
+VERSION = json.loads((SPLEEN / "configs" / "metadata.json").read_text())["version"]
+PKG_A = f"bundlezoo_spleen_fast_train_{VERSION.replace('.', '_')}"
 SCHEMA = Path(os.environ.get("BUNDLE_SCHEMA", REPO.parent / "shared" / "schemas" / "meta_schema_20240725.json"))
 
 
@@ -295,7 +297,7 @@ def test_first_usage_line_packages_for_local_use(local_release: tuple[Path, subp
     printed and written beside it."""
     repo, proc = local_release
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    zip_path = repo / "dist" / "spleen-fast-train_v0.4.0.zip"
+    zip_path = repo / "dist" / f"spleen-fast-train_v{VERSION}.zip"
     assert sorted(p.name for p in zip_path.parent.iterdir()) == [zip_path.name, f"{zip_path.name}.sha256"]
     digest = hashlib.sha256(zip_path.read_bytes()).hexdigest()
     assert (zip_path.parent / f"{zip_path.name}.sha256").read_text() == f"{digest}  {zip_path.name}\n"
@@ -311,7 +313,7 @@ def test_first_usage_line_packages_for_local_use(local_release: tuple[Path, subp
 @pytest.mark.slow
 def test_two_releases_in_one_process_each_run_their_own_code(
         local_release: tuple[Path, subprocess.CompletedProcess], tmp_path: Path) -> None:
-    """Release A (0.4.0, this repository's bundlezoo) and release B (0.4.1, packaged from a checkout whose
+    """Release A (this repository's version and bundlezoo) and release B (99.0.0, packaged from a checkout whose
     ``image_datalist`` keeps only the first input) run inference one after the other in ONE Python process, each
     through its own ``ConfigWorkflow``: A labels both inputs, B one, and each vendored package is loaded from its own
     bundle. With a shared vendored name, B would run A's already-imported code and label both."""
@@ -320,7 +322,7 @@ def test_two_releases_in_one_process_each_run_their_own_code(
     repo_a, proc = local_release
     assert proc.returncode == 0, proc.stderr[-3000:]
     checkout_b = tmp_path / "b"
-    repo_b = _repo_like(checkout_b, version="0.4.1")
+    repo_b = _repo_like(checkout_b, version="99.0.0")
     for pkg in ("bundlezoo", "tools"):
         shutil.copytree(REPO / pkg, repo_b / pkg, ignore=shutil.ignore_patterns("__pycache__"))
     inputs_py = repo_b / "bundlezoo" / "data" / "inputs.py"
@@ -336,8 +338,8 @@ def test_two_releases_in_one_process_each_run_their_own_code(
 
     user = tmp_path / "user"
     roots = {}
-    for tag, zip_path in (("a", repo_a / "dist" / "spleen-fast-train_v0.4.0.zip"),
-                          ("b", repo_b / "dist" / "spleen-fast-train_v0.4.1.zip")):
+    for tag, zip_path in (("a", repo_a / "dist" / f"spleen-fast-train_v{VERSION}.zip"),
+                          ("b", repo_b / "dist" / "spleen-fast-train_v99.0.0.zip")):
         digest = zip_path.with_name(f"{zip_path.name}.sha256").read_text().split()[0]
         roots[tag] = str(download_bundle(zip_path.as_uri(), digest, "spleen-fast-train", str(user / tag)))
     cts = user / "cts"
@@ -369,6 +371,6 @@ print(json.dumps({{m.__name__: m.__file__ for m in top}}))
     assert sorted(p.name for p in (user / "labels_b").iterdir()) == ["case_a_seg.nii.gz"]
     loaded = json.loads(run.stdout.strip().splitlines()[-1])
     assert loaded == {
-        "bundlezoo_spleen_fast_train_0_4_0": f"{roots['a']}/bundlezoo_spleen_fast_train_0_4_0/__init__.py",
-        "bundlezoo_spleen_fast_train_0_4_1": f"{roots['b']}/bundlezoo_spleen_fast_train_0_4_1/__init__.py",
+        PKG_A: f"{roots['a']}/{PKG_A}/__init__.py",
+        "bundlezoo_spleen_fast_train_99_0_0": f"{roots['b']}/bundlezoo_spleen_fast_train_99_0_0/__init__.py",
     }
