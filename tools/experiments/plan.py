@@ -20,7 +20,8 @@ An experiment file is JSON::
         "compare": [["regular", "fast"]]         # time-to-threshold ratios a/b, per grid point
     }
 
-Runs are named ``arm`` (no grid) or ``arm[id=value,...]``; a run's overrides are the experiment's, then the arm's,
+Runs are named ``arm`` (no grid) or ``arm[id=value,...]``; a run's overrides are ``bundle_root`` (the bundle
+folder), the experiment's, then the arm's,
 then its grid point's, then the command line's ``--override``.
 """
 
@@ -167,7 +168,7 @@ def load_experiment(path: str | Path, budget_s: float | None = None, override: d
             arm_budget = spec.get("budget_s", raw.get("budget_s"))
             exp.runs.append(RunSpec(
                 name=run_name(arm, point), arm=arm, point=point, configs=files,
-                overrides={**raw.get("overrides", {}), **spec.get("overrides", {}), **point, **(override or {})},
+                overrides={"bundle_root": str(bundle), **raw.get("overrides", {}), **spec.get("overrides", {}), **point, **(override or {})},
                 budget_s=float(budget_s) if budget_s is not None else (None if arm_budget is None else float(arm_budget)),
             ))
     return exp
