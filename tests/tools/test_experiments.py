@@ -247,3 +247,15 @@ def test_regular_config_is_the_tutorial_recipe() -> None:
     for _ in range(5):
         sched.step()
     assert sched.get_last_lr() == [1e-4]
+
+
+def test_a_larger_budget_reopens_only_runs_stopped_by_their_budget() -> None:
+    from tools.experiments.plan import RunSpec
+    from tools.experiments.runner import _finished
+
+    spec = RunSpec(name="a", arm="a", point={}, configs=[], overrides={}, budget_s=300.0)
+    assert not _finished({"status": "done", "stopped_because": "budget", "own_time_s": 181.0}, spec)
+    assert _finished({"status": "done", "stopped_because": "budget", "own_time_s": 301.0}, spec)
+    assert _finished({"status": "done", "stopped_because": "max_epochs", "own_time_s": 100.0}, spec)
+    assert not _finished({"status": "running", "stopped_because": None, "own_time_s": 10.0}, spec)
+    assert not _finished(None, spec)

@@ -14,7 +14,8 @@ Resume: after every epoch a run's state (network, optimizer, learning-rate sched
 iteration, the torch/numpy/python random generators, the random transforms' generators, its clock and curve) goes to
 ``runs/<name>/state.pt`` (tensors and plain containers: ``torch.load(..., weights_only=True)``), then the results
 JSON is rewritten. Started again on the same ``--out`` after a crash or ``kill -9``, finished runs are skipped and an
-interrupted one continues from its last finished epoch.
+interrupted one continues from its last finished epoch; started again with a larger ``--budget_s``, runs stopped by
+their budget go on.
 """
 
 from __future__ import annotations
@@ -333,6 +334,8 @@ class ArmRun:
         state = torch.load(path, map_location="cpu", weights_only=True)
         self.own_s, self.setup_s = float(state["own_s"]), float(state["setup_s"])
         self.curve, self.stopped, self.info = list(state["curve"]), state["stopped"], dict(state["info"])
+        if self.stopped == "budget" and (self.spec.budget_s is None or self.spec.budget_s > self.own_s):
+            self.stopped = None  # given more own time (a larger --budget_s), a run stopped by its budget goes on
         self.peak_rss_mb = float(state["peak_rss_mb"])
         return state
 
@@ -397,6 +400,14 @@ def _relative(path: Path) -> str:
     return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
 
 
+def _finished(summary: dict[str, Any] | None, spec: RunSpec) -> bool:
+    """Whether a run recorded in the results needs no more training under ``spec`` (its budget may have grown)."""
+    if summary is None or summary.get("status") != "done":
+        return False
+    grown = summary.get("stopped_because") == "budget" and (spec.budget_s is None or spec.budget_s > summary["own_time_s"])
+    return not grown
+
+
 def run_experiment(exp: Experiment, out: str | Path) -> Path:
     """Run every run of ``exp`` not yet finished under ``out`` and write ``out/results.json`` after each epoch.
 
@@ -414,12 +425,16 @@ def run_experiment(exp: Experiment, out: str | Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     results_path = out_dir / RESULTS
     plan = {r.name: r.as_dict() for r in exp.runs}
+    # the budget may grow between sittings (a run stopped by its budget then goes on); anything else is another plan
+    same_plan = {n: {k: v for k, v in r.items() if k != "budget_s"} for n, r in plan.items()}
     sitting = {"command": "python -m tools.experiments " + shlex.join(sys.argv[1:]), "code": code_version(), "machine": machine_info(),
                "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     if results_path.is_file():
         results = json.loads(results_path.read_text())
-        if results.get("plan") != plan:
+        earlier = {n: {k: v for k, v in r.items() if k != "budget_s"} for n, r in results.get("plan", {}).items()}
+        if earlier != same_plan:
             raise InputDataError(results_path, f"holds another plan than {exp.path}; use a new --out")
+        results["plan"] = plan
         results["sittings"].append(sitting)
     else:
         results = {"experiment": exp.name, "description": exp.description, "experiment_file": _relative(exp.path),
@@ -428,7 +443,7 @@ def run_experiment(exp: Experiment, out: str | Path) -> Path:
                    "sittings": [sitting], "runs": {}}
     memory = MemoryMonitor()
     runs = [ArmRun(spec, out_dir, exp.thresholds, exp.stop_at, memory) for spec in exp.runs]
-    pending = [r for r in runs if results["runs"].get(r.spec.name, {}).get("status") != "done"]
+    pending = [r for r in runs if not _finished(results["runs"].get(r.spec.name), r.spec)]
 
     def write() -> None:
         for r in runs:
