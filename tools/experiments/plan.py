@@ -36,6 +36,7 @@ from typing import Any
 from bundlezoo.data.checks import InputDataError
 
 SCHEDULES = ("interleaved", "sequential")
+REPO_ROOT = Path(__file__).resolve().parents[2]
 _TOP_KEYS = {"name", "description", "bundle", "configs", "overrides", "arms", "grid", "thresholds", "budget_s",
              "stop_at", "schedule", "compare"}
 _ARM_KEYS = {"configs", "overrides", "budget_s", "description"}
@@ -63,7 +64,8 @@ class RunSpec:
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON form, recorded in the results so a restart can tell whether the plan changed."""
-        return {"arm": self.arm, "point": self.point, "configs": self.configs, "overrides": self.overrides,
+        return {"arm": self.arm, "point": self.point, "configs": [repo_relative(c) for c in self.configs],
+                "overrides": {k: repo_relative(v) if k == "bundle_root" else v for k, v in self.overrides.items()},
                 "budget_s": self.budget_s}
 
 
@@ -86,6 +88,12 @@ class Experiment:
         """The grid's points in run order (one empty point without a grid)."""
         grid = self.raw.get("grid") or {}
         return [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+
+
+def repo_relative(path: str | Path) -> str:
+    """``path`` relative to the repository when inside it, so recorded results do not name one machine's checkout."""
+    p = Path(path)
+    return str(p.relative_to(REPO_ROOT)) if p.is_relative_to(REPO_ROOT) else str(p)
 
 
 def run_name(arm: str, point: dict[str, Any]) -> str:
@@ -168,7 +176,8 @@ def load_experiment(path: str | Path, budget_s: float | None = None, override: d
             arm_budget = spec.get("budget_s", raw.get("budget_s"))
             exp.runs.append(RunSpec(
                 name=run_name(arm, point), arm=arm, point=point, configs=files,
-                overrides={"bundle_root": str(bundle), **raw.get("overrides", {}), **spec.get("overrides", {}), **point, **(override or {})},
+                overrides={"bundle_root": str(bundle), **raw.get("overrides", {}), **spec.get("overrides", {}),
+                           **point, **(override or {})},
                 budget_s=float(budget_s) if budget_s is not None else (None if arm_budget is None else float(arm_budget)),
             ))
     return exp

@@ -37,10 +37,9 @@ from typing import Any
 from bundlezoo.data.checks import InputDataError
 from bundlezoo.data.io import atomic_write_bytes, atomic_write_json
 
-from .plan import Experiment, RunSpec
+from .plan import REPO_ROOT, Experiment, RunSpec, repo_relative
 from .report import comparisons, summarise_curve
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 RESULTS = "results.json"
 STATE = "state.pt"
 
@@ -386,18 +385,13 @@ class ArmRun:
     def summary(self) -> dict[str, Any]:
         """What the run measured, for the results JSON."""
         return {
-            "arm": self.spec.arm, "point": self.spec.point, "configs": self.spec.configs,
-            "overrides": self.spec.overrides, "budget_s": self.spec.budget_s,
+            **self.spec.as_dict(),
             "status": "done" if self.stopped else "running",
             "stopped_because": self.stopped, **self.info,
             "own_time_s": round(self.own_s, 2), "setup_s": round(self.setup_s, 2),
             "peak_rss_mb": round(self.peak_rss_mb, 1),
             **summarise_curve(self.curve, self.thresholds), "curve": self.curve,
         }
-
-
-def _relative(path: Path) -> str:
-    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
 
 
 def _finished(summary: dict[str, Any] | None, spec: RunSpec) -> bool:
@@ -437,8 +431,8 @@ def run_experiment(exp: Experiment, out: str | Path) -> Path:
         results["plan"] = plan
         results["sittings"].append(sitting)
     else:
-        results = {"experiment": exp.name, "description": exp.description, "experiment_file": _relative(exp.path),
-                   "bundle": _relative(exp.bundle), "schedule": exp.schedule, "thresholds": exp.thresholds,
+        results = {"experiment": exp.name, "description": exp.description, "experiment_file": repo_relative(exp.path),
+                   "bundle": repo_relative(exp.bundle), "schedule": exp.schedule, "thresholds": exp.thresholds,
                    "stop_at": exp.stop_at, "compare": [list(c) for c in exp.compare], "plan": plan,
                    "sittings": [sitting], "runs": {}}
     memory = MemoryMonitor()
