@@ -245,6 +245,7 @@ def test_regular_config_is_the_tutorial_recipe() -> None:
     assert (tuple(inferer.roi_size), inferer.sw_batch_size, inferer.overlap) == ((160, 160, 160), 4, 0.25)
     sched = parser.get_parsed_content("lr_scheduler")  # train.json's LR handler steps it; the rate never changes
     for _ in range(5):
+        sched.optimizer.step()
         sched.step()
     assert sched.get_last_lr() == [1e-4]
 
