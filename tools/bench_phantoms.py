@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import pathlib
-import platform
 import tempfile
 import time
 
@@ -28,11 +26,7 @@ from bundlezoo.data.io import atomic_write_bytes, save_nifti
 from bundlezoo.data.phantom import BTCV_LABELS, generate_phantom
 from bundlezoo.data.phantom.baseline import threshold_lcc_dice
 from bundlezoo.data.phantom.canvas import n_threads
-
-
-def _machine() -> dict:
-    return {"cpus": os.cpu_count(), "threads": n_threads(), "gpu": False, "python": platform.python_version(),
-            "load_average_1min": round(os.getloadavg()[0], 2)}
+from tools.provenance import machine_info
 
 
 def speed(resolution: str = "fast", n: int = 8, seed: int = 1000, write: bool = False, warmup: bool = True) -> dict:
@@ -55,7 +49,7 @@ def speed(resolution: str = "fast", n: int = 8, seed: int = 1000, write: bool = 
            "seconds_per_volume_median": round(float(np.median(walls)), 3),
            "volumes_per_second": round(1.0 / float(np.mean(walls)), 3),
            "cpu_seconds_per_volume": round(float(np.mean(cpus)), 3),
-           "mean_voxels": int(np.mean(voxels)), "machine": _machine()}
+           "mean_voxels": int(np.mean(voxels)), "machine": {**machine_info(), "phantom_threads": n_threads()}}
     print(json.dumps(res))
     return res
 
