@@ -121,8 +121,10 @@ def test_rename_in_configs(tmp_path: Path) -> None:
     shutil.copytree(SPLEEN / "configs", tmp_path / "configs")
     configs = sorted((tmp_path / "configs").glob("*.json"))
     assert config_common_names(configs)
+    naming = {p.name for p in configs if "bundlezoo." in p.read_text()}
+    assert {"train.json", "inference.json", "evaluate.json"} <= naming
     changed = rename_in_configs(configs, "bundlezoo_spleen_fast_train_0_4_0")
-    assert {p.name for p in changed} == {"train.json", "inference.json", "evaluate.json"}
+    assert {p.name for p in changed} == naming
     assert config_common_names(configs) == set()
     for cfg in configs:
         original = (SPLEEN / "configs" / cfg.name).read_text()
@@ -367,8 +369,11 @@ print(json.dumps({{m.__name__: m.__file__ for m in top}}))
     run = subprocess.run([sys.executable, "-c", script], cwd=user, env=env, capture_output=True, text=True,
                          timeout=600)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    assert sorted(p.name for p in (user / "labels_a").iterdir()) == ["case_a_seg.nii.gz", "case_b_seg.nii.gz"]
-    assert sorted(p.name for p in (user / "labels_b").iterdir()) == ["case_a_seg.nii.gz"]
+    # failures.json: every batch-inference run lists the inputs it could not segment (none here)
+    assert sorted(p.name for p in (user / "labels_a").iterdir()) == ["case_a_seg.nii.gz", "case_b_seg.nii.gz",
+                                                                      "failures.json"]
+    assert sorted(p.name for p in (user / "labels_b").iterdir()) == ["case_a_seg.nii.gz", "failures.json"]
+    assert all(json.loads((user / f"labels_{t}" / "failures.json").read_text()) == [] for t in "ab")
     loaded = json.loads(run.stdout.strip().splitlines()[-1])
     assert loaded == {
         PKG_A: f"{roots['a']}/{PKG_A}/__init__.py",
