@@ -25,14 +25,13 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import urllib.parse
 import zipfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from bundlezoo.data.io import atomic_write_text
+from bundlezoo.data.io import atomic_path, atomic_write_text
 
 __all__ = [
     "COMMON_ROOT",
@@ -339,23 +338,13 @@ def write_zip(src_dir: str | os.PathLike, zip_path: str | os.PathLike, arc_root:
     Entries are sorted and carry a fixed timestamp, so one bundle state gives a byte-identical zip.
     """
     src, final = Path(src_dir), Path(zip_path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.partial-", dir=final.parent)
-    os.close(fd)
-    try:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-            for rel in sorted({Path(f).as_posix() for f in files}):
-                f = src / rel
-                info = zipfile.ZipInfo(f"{arc_root}/{rel}", date_time=(2020, 1, 1, 0, 0, 0))
-                info.external_attr = 0o644 << 16
-                info.compress_type = zipfile.ZIP_DEFLATED
-                with open(f, "rb") as fh, zf.open(info, "w") as out:
-                    shutil.copyfileobj(fh, out, 1 << 20)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, final)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(final) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for rel in sorted({Path(f).as_posix() for f in files}):
+            info = zipfile.ZipInfo(f"{arc_root}/{rel}", date_time=(2020, 1, 1, 0, 0, 0))
+            info.external_attr = 0o644 << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            with open(src / rel, "rb") as fh, zf.open(info, "w") as out:
+                shutil.copyfileobj(fh, out, 1 << 20)
     return final
 
 
